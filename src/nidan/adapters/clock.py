@@ -1,0 +1,10 @@
+"""The real clock, for the composition root; tests pass a fixed one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)

@@ -1,0 +1,100 @@
+"""Settings from ``nidan.toml`` and ``NIDAN_<SECTION>_<KEY>`` environment variables (the environment wins).
+
+Only the composition root (``bootstrap``) reads them; everything else is handed the values it needs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from nidan.errors import ConfigurationError
+
+
+class _Section(BaseSettings):
+    """A settings section: the environment overrides what ``nidan.toml`` gave (passed in as init values)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+
+class ServerSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="NIDAN_SERVER_", extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    #: The address people use to reach nidan (behind a proxy, its https URL); links and cookies follow it.
+    public_url: str | None = None
+    #: Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+
+class SecuritySettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="NIDAN_SECURITY_", extra="forbid")
+    issuer: str = Field(default="nidan", min_length=1, max_length=64)
+    session_lifetime_hours: int = Field(default=12, ge=1, le=24 * 30)
+    mfa_token_lifetime_seconds: int = Field(default=300, ge=30, le=3600)
+    #: Wrong codes one sign-in attempt (mfa_token) may take before the password must be entered again.
+    mfa_token_max_failures: int = Field(default=5, ge=1, le=100)
+    #: argon2id cost for passwords and recovery codes (OWASP: 19 MiB, 2 passes, 1 lane).
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+
+class Settings(_Section):
+    model_config = SettingsConfigDict(env_prefix="NIDAN_", extra="forbid")
+    data_dir: Path = Path("nidan-data")
+    #: Overrides the embedded SQLite database, e.g. ``postgresql+psycopg://user@host/db``.
+    database_url: str | None = None
+    #: Where the key files live; defaults to ``<data_dir>/keys``. Several processes may share one read-only copy.
+    keys_dir: Path | None = None
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    SECTIONS: ClassVar[dict[str, type[_Section]]] = {"server": ServerSettings, "security": SecuritySettings}
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'nidan.db').resolve()}"
+
+    @property
+    def resolved_keys_dir(self) -> Path:
+        return self.keys_dir or self.data_dir / "keys"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config_file`` (default: ``$NIDAN_CONFIG`` or ``./nidan.toml`` if present) and the env."""
+    path = config_file or Path(os.environ.get("NIDAN_CONFIG", "nidan.toml"))
+    document: dict[str, Any] = {}
+    if path.exists():
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+    elif config_file is not None:
+        raise ConfigurationError(f"The configuration file {path} does not exist.")
+    top = {k: v for k, v in document.items() if k not in Settings.SECTIONS}
+    top.update(overrides)
+    sections = {
+        name: section_cls(**document.get(name, {})) for name, section_cls in Settings.SECTIONS.items()
+    }
+    try:
+        return Settings(**top, **sections)
+    except ValueError as exc:
+        raise ConfigurationError(f"The configuration is not valid: {exc}") from exc

@@ -1,0 +1,1 @@
+"""The pure domain: no clock, environment, network or database in here (see DESIGN.md)."""

@@ -1,0 +1,99 @@
+"""Domain records passed between services and storage: plain frozen values, no behaviour tied to storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class InstanceRole(StrEnum):
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class OrgRole(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    USER_ADMIN = "user_admin"
+    MEMBER = "member"
+
+
+class Method(StrEnum):
+    TOTP = "totp"
+    RECOVERY_CODE = "recovery_code"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    email: str
+    role: InstanceRole
+    password_hash: str = field(repr=False)
+    created_at: datetime
+    last_sign_in_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    username: str
+    username_key: str
+    email: str
+    role: InstanceRole
+    password_hash: str = field(repr=False)
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TotpCredential:
+    id: int
+    user_id: int
+    active: bool
+    key_fingerprint: str
+    sealed_secret: bytes = field(repr=False)
+    created_at: datetime
+    activated_at: datetime | None
+    last_used_step: int | None
+    drift_steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCodeSet:
+    id: int
+    user_id: int
+    salt: bytes = field(repr=False)
+    created_at: datetime
+    #: (position, digest) of the codes not used yet.
+    unused: tuple[tuple[int, bytes], ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: int
+    user_id: int
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    id: int
+    user_id: int
+    expires_at: datetime
+    failed_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClockObservation:
+    observed_at: datetime
+    offset_seconds: int
+    context: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who is on the other end of a request, as the face saw it; recorded, never trusted for decisions here."""
+
+    ip: str | None = None
+    user_agent: str | None = None

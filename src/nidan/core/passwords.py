@@ -1,0 +1,45 @@
+"""Password hashing with argon2id (argon2-cffi), OWASP parameters by default."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from nidan.core.recovery import HashParameters
+
+MIN_LENGTH = 8
+MAX_LENGTH = 1024
+
+
+class PasswordHashing:
+    def __init__(self, params: HashParameters) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_cost_kib,
+            parallelism=params.parallelism,
+            hash_len=params.digest_bytes,
+            type=Type.ID,
+        )
+        # Verified against when the username is unknown, so both answers take the same time.
+        self._dummy_hash = self._hasher.hash("nidan-timing-equaliser")
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash or self._dummy_hash, password) and stored_hash is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(stored_hash)
+
+
+def password_problem(password: str) -> str | None:
+    """Why ``password`` cannot be used, or ``None`` (NIST SP 800-63B: length, no composition rules)."""
+    if len(password) < MIN_LENGTH:
+        return f"Choose a password of at least {MIN_LENGTH} characters."
+    if len(password) > MAX_LENGTH:
+        return f"Choose a password of at most {MAX_LENGTH} characters."
+    return None

@@ -1,0 +1,131 @@
+"""What services need from the outside world, as Protocols; ``nidan.db`` and ``nidan.adapters`` implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from nidan.core.models import (
+    ClockObservation,
+    InstanceRole,
+    MfaChallenge,
+    NewUser,
+    OrgRole,
+    RecoveryCodeSet,
+    SessionRecord,
+    TotpCredential,
+    User,
+)
+from nidan.core.sealing import Sealed
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+        ...
+
+
+class RandomSource(Protocol):
+    def __call__(self, n: int, /) -> bytes: ...
+
+
+class UserRepository(Protocol):
+    def add(self, user: NewUser) -> User:
+        """Raises ``UsernameTaken`` when the username key exists, even when another transaction just added it."""
+        ...
+
+    def get(self, user_id: int) -> User | None: ...
+    def get_by_username_key(self, username_key: str) -> User | None: ...
+    def list_all(self) -> Sequence[User]: ...
+    def count_with_role(self, role: InstanceRole) -> int: ...
+    def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
+    def record_sign_in(self, user_id: int, at: datetime) -> None: ...
+
+
+class OrganisationRepository(Protocol):
+    def default_id(self) -> int: ...
+    def add_member(self, organisation_id: int, user_id: int, role: OrgRole, at: datetime) -> None: ...
+
+
+class TotpRepository(Protocol):
+    def get_active(self, user_id: int) -> TotpCredential | None: ...
+    def get_pending(self, user_id: int) -> TotpCredential | None: ...
+    def replace_pending(self, user_id: int, sealed: Sealed, at: datetime) -> None: ...
+
+    def consume_step(self, credential_id: int, step: int, drift_steps: int) -> bool:
+        """Record ``step`` as used if it is newer than the last used one, atomically; ``False`` if it is not."""
+        ...
+
+    def activate(self, credential_id: int, step: int, drift_steps: int, at: datetime) -> bool:
+        """Turn a pending credential active, atomically; ``False`` if it was not pending any more."""
+        ...
+
+    def delete_active(self, user_id: int) -> int: ...
+    def delete_all(self, user_id: int) -> int: ...
+
+
+class RecoveryCodeRepository(Protocol):
+    def get_current(self, user_id: int) -> RecoveryCodeSet | None: ...
+
+    def replace(self, user_id: int, salt: bytes, digests: Sequence[bytes], at: datetime) -> None:
+        """Revoke every earlier set of the user and store a new one."""
+        ...
+
+    def consume(self, set_id: int, position: int, at: datetime) -> bool:
+        """Mark one code used, atomically; ``False`` if it was already used."""
+        ...
+
+    def revoke_all(self, user_id: int, at: datetime) -> int: ...
+    def count_unused(self, user_id: int) -> int: ...
+
+
+class SessionRepository(Protocol):
+    def add(
+        self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime, ip: str | None, agent: str | None
+    ) -> int: ...
+    def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None: ...
+    def revoke(self, token_hash: bytes, at: datetime) -> bool: ...
+    def revoke_all_for_user(self, user_id: int, at: datetime) -> int: ...
+
+
+class MfaChallengeRepository(Protocol):
+    def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None: ...
+    def get_valid(self, token_hash: bytes, now: datetime, max_failures: int) -> MfaChallenge | None: ...
+
+    def consume(self, challenge_id: int, at: datetime) -> bool:
+        """Spend the challenge, atomically; ``False`` if another request spent it first."""
+        ...
+
+    def record_failure(self, challenge_id: int) -> None: ...
+
+
+class SetupTokenRepository(Protocol):
+    def replace(self, token_hash: bytes, at: datetime, expires_at: datetime) -> None: ...
+    def consume(self, token_hash: bytes, now: datetime) -> bool: ...
+
+
+class ClockObservationRepository(Protocol):
+    def add(self, user_id: int, observation: ClockObservation) -> None: ...
+    def recent(self, user_id: int, since: datetime) -> Sequence[ClockObservation]: ...
+
+
+class UnitOfWork(Protocol):
+    """One use case's transaction. ``commit`` is called once, by the service; leaving without it rolls back."""
+
+    users: UserRepository
+    organisations: OrganisationRepository
+    totp: TotpRepository
+    recovery_codes: RecoveryCodeRepository
+    sessions: SessionRepository
+    mfa_challenges: MfaChallengeRepository
+    setup_tokens: SetupTokenRepository
+    clock_observations: ClockObservationRepository
+
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...

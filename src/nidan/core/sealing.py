@@ -1,0 +1,66 @@
+"""AES-256-GCM sealing of recoverable secrets (TOTP seeds) under a key ring.
+
+Each sealed value is stored with the fingerprint of the key that sealed it, so a process that lacks that key says
+which one (``KeyMissing``) instead of silently rejecting every code. The associated data binds a sealed value to
+its owner and purpose, so a seed copied onto another user's row does not open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from nidan.errors import ConfigurationError, KeyMissing
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+
+
+def fingerprint(key: bytes) -> str:
+    """A short public name for a key: the first 16 hex digits of SHA-256 over it."""
+    return hashlib.sha256(b"nidan-key-fingerprint:" + key).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    key_fingerprint: str
+    blob: bytes
+
+
+class KeyRing:
+    """The sealing keys a process holds; ``primary`` seals, every key unseals what it sealed."""
+
+    def __init__(self, keys: Mapping[str, bytes], primary: str) -> None:
+        for name, key in keys.items():
+            if len(key) != KEY_BYTES or fingerprint(key) != name:
+                raise ConfigurationError(f"The key file for {name} is damaged: it does not match its name.")
+        if primary not in keys:
+            raise KeyMissing(primary)
+        self._keys = dict(keys)
+        self.primary = primary
+
+    @property
+    def fingerprints(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def seal(self, plaintext: bytes, *, context: str, random_bytes: Callable[[int], bytes]) -> Sealed:
+        nonce = random_bytes(NONCE_BYTES)
+        blob = nonce + AESGCM(self._keys[self.primary]).encrypt(nonce, plaintext, context.encode())
+        return Sealed(self.primary, blob)
+
+    def unseal(self, sealed: Sealed, *, context: str) -> bytes:
+        key = self._keys.get(sealed.key_fingerprint)
+        if key is None:
+            raise KeyMissing(sealed.key_fingerprint)
+        nonce, body = sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:]
+        try:
+            return AESGCM(key).decrypt(nonce, body, context.encode())
+        except InvalidTag as exc:
+            raise ConfigurationError(
+                "A sealed secret failed its integrity check: the stored value was altered or moved to another "
+                "account. Restore it from a backup or reset this user's two-step verification."
+            ) from exc

@@ -1,0 +1,358 @@
+"""Every query nidan makes, one repository per aggregate, all on one transaction's connection.
+
+Single-use things are consumed by one conditional UPDATE whose row count tells who won (DESIGN.md rule 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from nidan.core.models import (
+    ClockObservation,
+    InstanceRole,
+    MfaChallenge,
+    NewUser,
+    OrgRole,
+    RecoveryCodeSet,
+    SessionRecord,
+    TotpCredential,
+    User,
+)
+from nidan.core.sealing import Sealed
+from nidan.db import tables as t
+from nidan.errors import UsernameTaken
+
+ACTIVE = "active"
+PENDING = "pending"
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        email=row.email,
+        role=InstanceRole(row.role),
+        password_hash=row.password_hash,
+        created_at=row.created_at,
+        last_sign_in_at=row.last_sign_in_at,
+    )
+
+
+def _totp(row: Any) -> TotpCredential:
+    return TotpCredential(
+        id=row.id,
+        user_id=row.user_id,
+        active=row.state == ACTIVE,
+        key_fingerprint=row.key_fingerprint,
+        sealed_secret=row.sealed_secret,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        last_used_step=row.last_used_step,
+        drift_steps=row.drift_steps,
+    )
+
+
+class _Repository:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+
+class SqlUserRepository(_Repository):
+    def add(self, user: NewUser) -> User:
+        values = {
+            "username": user.username,
+            "username_key": user.username_key,
+            "email": user.email,
+            "role": user.role.value,
+            "password_hash": user.password_hash,
+            "created_at": user.created_at,
+        }
+        try:
+            # A savepoint, so a lost race on the unique key leaves the outer transaction usable.
+            with self._c.begin_nested():
+                new_id = self._c.execute(insert(t.users).values(**values).returning(t.users.c.id)).scalar_one()
+        except IntegrityError as exc:
+            raise UsernameTaken() from exc
+        found = self.get(new_id)
+        assert found is not None
+        return found
+
+    def get(self, user_id: int) -> User | None:
+        row = self._c.execute(select(t.users).where(t.users.c.id == user_id)).first()
+        return _user(row) if row else None
+
+    def get_by_username_key(self, username_key: str) -> User | None:
+        row = self._c.execute(select(t.users).where(t.users.c.username_key == username_key)).first()
+        return _user(row) if row else None
+
+    def list_all(self) -> Sequence[User]:
+        return [_user(r) for r in self._c.execute(select(t.users).order_by(t.users.c.username_key))]
+
+    def count_with_role(self, role: InstanceRole) -> int:
+        query = select(func.count()).select_from(t.users).where(t.users.c.role == role.value)
+        return int(self._c.execute(query).scalar_one())
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        self._c.execute(update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash))
+
+    def record_sign_in(self, user_id: int, at: datetime) -> None:
+        self._c.execute(update(t.users).where(t.users.c.id == user_id).values(last_sign_in_at=at))
+
+
+class SqlOrganisationRepository(_Repository):
+    DEFAULT_SLUG = "default"
+
+    def default_id(self) -> int:
+        query = select(t.organisations.c.id).where(t.organisations.c.slug == self.DEFAULT_SLUG)
+        return int(self._c.execute(query).scalar_one())
+
+    def add_member(self, organisation_id: int, user_id: int, role: OrgRole, at: datetime) -> None:
+        self._c.execute(
+            insert(t.memberships).values(
+                organisation_id=organisation_id, user_id=user_id, role=role.value, created_at=at
+            )
+        )
+
+
+class SqlTotpRepository(_Repository):
+    def _get(self, user_id: int, state: str) -> TotpCredential | None:
+        c = t.totp_credentials.c
+        row = self._c.execute(select(t.totp_credentials).where(c.user_id == user_id, c.state == state)).first()
+        return _totp(row) if row else None
+
+    def get_active(self, user_id: int) -> TotpCredential | None:
+        return self._get(user_id, ACTIVE)
+
+    def get_pending(self, user_id: int) -> TotpCredential | None:
+        return self._get(user_id, PENDING)
+
+    def replace_pending(self, user_id: int, sealed: Sealed, at: datetime) -> None:
+        c = t.totp_credentials.c
+        self._c.execute(delete(t.totp_credentials).where(c.user_id == user_id, c.state == PENDING))
+        self._c.execute(
+            insert(t.totp_credentials).values(
+                user_id=user_id,
+                state=PENDING,
+                key_fingerprint=sealed.key_fingerprint,
+                sealed_secret=sealed.blob,
+                created_at=at,
+                drift_steps=0,
+            )
+        )
+
+    def consume_step(self, credential_id: int, step: int, drift_steps: int) -> bool:
+        c = t.totp_credentials.c
+        result = self._c.execute(
+            update(t.totp_credentials)
+            .where(
+                c.id == credential_id,
+                c.state == ACTIVE,
+                (c.last_used_step.is_(None)) | (c.last_used_step < step),
+            )
+            .values(last_used_step=step, drift_steps=drift_steps)
+        )
+        return result.rowcount == 1
+
+    def activate(self, credential_id: int, step: int, drift_steps: int, at: datetime) -> bool:
+        c = t.totp_credentials.c
+        result = self._c.execute(
+            update(t.totp_credentials)
+            .where(c.id == credential_id, c.state == PENDING)
+            .values(state=ACTIVE, activated_at=at, last_used_step=step, drift_steps=drift_steps)
+        )
+        return result.rowcount == 1
+
+    def delete_active(self, user_id: int) -> int:
+        c = t.totp_credentials.c
+        return self._c.execute(delete(t.totp_credentials).where(c.user_id == user_id, c.state == ACTIVE)).rowcount
+
+    def delete_all(self, user_id: int) -> int:
+        return self._c.execute(delete(t.totp_credentials).where(t.totp_credentials.c.user_id == user_id)).rowcount
+
+
+class SqlRecoveryCodeRepository(_Repository):
+    def get_current(self, user_id: int) -> RecoveryCodeSet | None:
+        s = t.recovery_code_sets.c
+        row = self._c.execute(
+            select(t.recovery_code_sets)
+            .where(s.user_id == user_id, s.revoked_at.is_(None))
+            .order_by(s.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        r = t.recovery_codes.c
+        codes = self._c.execute(
+            select(r.position, r.digest).where(r.set_id == row.id, r.used_at.is_(None)).order_by(r.position)
+        ).all()
+        return RecoveryCodeSet(
+            id=row.id,
+            user_id=row.user_id,
+            salt=row.salt,
+            created_at=row.created_at,
+            unused=tuple((code.position, code.digest) for code in codes),
+        )
+
+    def replace(self, user_id: int, salt: bytes, digests: Sequence[bytes], at: datetime) -> None:
+        self.revoke_all(user_id, at)
+        set_id = self._c.execute(
+            insert(t.recovery_code_sets).values(user_id=user_id, salt=salt, created_at=at).returning(
+                t.recovery_code_sets.c.id
+            )
+        ).scalar_one()
+        self._c.execute(
+            insert(t.recovery_codes),
+            [{"set_id": set_id, "position": i, "digest": d} for i, d in enumerate(digests, start=1)],
+        )
+
+    def consume(self, set_id: int, position: int, at: datetime) -> bool:
+        r = t.recovery_codes.c
+        s = t.recovery_code_sets.c
+        live_set = select(s.id).where(s.id == set_id, s.revoked_at.is_(None)).scalar_subquery()
+        result = self._c.execute(
+            update(t.recovery_codes)
+            .where(r.set_id == live_set, r.position == position, r.used_at.is_(None))
+            .values(used_at=at)
+        )
+        return result.rowcount == 1
+
+    def revoke_all(self, user_id: int, at: datetime) -> int:
+        s = t.recovery_code_sets.c
+        return self._c.execute(
+            update(t.recovery_code_sets).where(s.user_id == user_id, s.revoked_at.is_(None)).values(revoked_at=at)
+        ).rowcount
+
+    def count_unused(self, user_id: int) -> int:
+        s = t.recovery_code_sets.c
+        r = t.recovery_codes.c
+        query = (
+            select(func.count())
+            .select_from(t.recovery_codes.join(t.recovery_code_sets, r.set_id == s.id))
+            .where(s.user_id == user_id, s.revoked_at.is_(None), r.used_at.is_(None))
+        )
+        return int(self._c.execute(query).scalar_one())
+
+
+class SqlSessionRepository(_Repository):
+    def add(
+        self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime, ip: str | None, agent: str | None
+    ) -> int:
+        return int(
+            self._c.execute(
+                insert(t.sessions)
+                .values(
+                    user_id=user_id,
+                    token_hash=token_hash,
+                    created_at=at,
+                    expires_at=expires_at,
+                    client_ip=ip,
+                    user_agent=agent[:512] if agent else None,
+                )
+                .returning(t.sessions.c.id)
+            ).scalar_one()
+        )
+
+    def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None:
+        c = t.sessions.c
+        row = self._c.execute(
+            select(c.id, c.user_id, c.created_at, c.expires_at).where(
+                c.token_hash == token_hash, c.revoked_at.is_(None), c.expires_at > now
+            )
+        ).first()
+        if row is None:
+            return None
+        return SessionRecord(id=row.id, user_id=row.user_id, created_at=row.created_at, expires_at=row.expires_at)
+
+    def revoke(self, token_hash: bytes, at: datetime) -> bool:
+        c = t.sessions.c
+        result = self._c.execute(
+            update(t.sessions).where(c.token_hash == token_hash, c.revoked_at.is_(None)).values(revoked_at=at)
+        )
+        return result.rowcount == 1
+
+    def revoke_all_for_user(self, user_id: int, at: datetime) -> int:
+        c = t.sessions.c
+        return self._c.execute(
+            update(t.sessions).where(c.user_id == user_id, c.revoked_at.is_(None)).values(revoked_at=at)
+        ).rowcount
+
+
+class SqlMfaChallengeRepository(_Repository):
+    def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
+        self._c.execute(
+            insert(t.mfa_challenges).values(
+                user_id=user_id, token_hash=token_hash, created_at=at, expires_at=expires_at, failed_attempts=0
+            )
+        )
+
+    def get_valid(self, token_hash: bytes, now: datetime, max_failures: int) -> MfaChallenge | None:
+        c = t.mfa_challenges.c
+        row = self._c.execute(
+            select(c.id, c.user_id, c.expires_at, c.failed_attempts).where(
+                c.token_hash == token_hash,
+                c.used_at.is_(None),
+                c.expires_at > now,
+                c.failed_attempts < max_failures,
+            )
+        ).first()
+        if row is None:
+            return None
+        return MfaChallenge(
+            id=row.id, user_id=row.user_id, expires_at=row.expires_at, failed_attempts=row.failed_attempts
+        )
+
+    def consume(self, challenge_id: int, at: datetime) -> bool:
+        c = t.mfa_challenges.c
+        result = self._c.execute(
+            update(t.mfa_challenges).where(c.id == challenge_id, c.used_at.is_(None)).values(used_at=at)
+        )
+        return result.rowcount == 1
+
+    def record_failure(self, challenge_id: int) -> None:
+        c = t.mfa_challenges.c
+        self._c.execute(
+            update(t.mfa_challenges).where(c.id == challenge_id).values(failed_attempts=c.failed_attempts + 1)
+        )
+
+
+class SqlSetupTokenRepository(_Repository):
+    def replace(self, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
+        c = t.setup_tokens.c
+        self._c.execute(update(t.setup_tokens).where(c.used_at.is_(None)).values(used_at=at))
+        self._c.execute(insert(t.setup_tokens).values(token_hash=token_hash, created_at=at, expires_at=expires_at))
+
+    def consume(self, token_hash: bytes, now: datetime) -> bool:
+        c = t.setup_tokens.c
+        result = self._c.execute(
+            update(t.setup_tokens)
+            .where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
+            .values(used_at=now)
+        )
+        return result.rowcount == 1
+
+
+class SqlClockObservationRepository(_Repository):
+    def add(self, user_id: int, observation: ClockObservation) -> None:
+        self._c.execute(
+            insert(t.clock_observations).values(
+                user_id=user_id,
+                observed_at=observation.observed_at,
+                offset_seconds=observation.offset_seconds,
+                context=observation.context,
+            )
+        )
+
+    def recent(self, user_id: int, since: datetime) -> Sequence[ClockObservation]:
+        c = t.clock_observations.c
+        rows = self._c.execute(
+            select(c.observed_at, c.offset_seconds, c.context)
+            .where(c.user_id == user_id, c.observed_at >= since)
+            .order_by(c.observed_at.desc())
+            .limit(20)
+        )
+        return [ClockObservation(r.observed_at, r.offset_seconds, r.context) for r in rows]

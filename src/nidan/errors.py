@@ -1,0 +1,159 @@
+"""Every error nidan raises on purpose, with a stable snake_case ``code``.
+
+Faces map these to HTTP answers in one table (``nidan.web.problems``); the ``code`` never changes once shipped,
+so clients and support scripts can rely on it. The message is a sentence a person understands: what happened and
+what to do next. It never contains a secret.
+
+    NidanError
+    ├── InvalidInput                    invalid_request
+    │   ├── UsernameTaken               username_taken
+    │   └── WeakPassword                weak_password
+    ├── AuthenticationError
+    │   ├── InvalidCredentials          invalid_credentials
+    │   ├── InvalidCode                 invalid_code
+    │   │   └── ClockSkewDetected       clock_skew_detected
+    │   ├── MfaTokenInvalid             mfa_token_invalid
+    │   ├── AuthenticationRequired      authentication_required
+    │   └── SetupTokenInvalid           setup_token_invalid
+    ├── StateConflict
+    │   ├── TotpNotEnabled              totp_not_enabled
+    │   ├── TotpEnrollmentNotStarted    totp_enrollment_not_started
+    │   ├── MethodNotAvailable          method_not_available
+    │   └── SetupAlreadyDone            setup_already_done
+    ├── NotFound                        not_found
+    │   └── UserNotFound                user_not_found
+    └── ConfigurationError              configuration_error
+        └── KeyMissing                  key_missing
+"""
+
+from __future__ import annotations
+
+
+class NidanError(Exception):
+    code: str = "internal_error"
+    default_message: str = "Something went wrong on our side. Try again; if it keeps happening, contact support."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidInput(NidanError):
+    code = "invalid_request"
+    default_message = "The request is not valid. Check the fields and try again."
+
+
+class UsernameTaken(InvalidInput):
+    code = "username_taken"
+    default_message = "That username is already taken. Choose another one."
+
+
+class WeakPassword(InvalidInput):
+    code = "weak_password"
+    default_message = "Choose a password of at least 8 characters."
+
+
+class AuthenticationError(NidanError):
+    code = "authentication_failed"
+    default_message = "Authentication failed."
+
+
+class InvalidCredentials(AuthenticationError):
+    code = "invalid_credentials"
+    default_message = "Incorrect username or password. Check both and try again."
+
+
+class InvalidCode(AuthenticationError):
+    code = "invalid_code"
+    default_message = (
+        "That code is not valid. Enter the current 6-digit code from your authenticator app (each code works "
+        "once), or use one of your recovery codes."
+    )
+
+
+class ClockSkewDetected(InvalidCode):
+    """The code matches the secret, but at a time far from ours: the device clock is wrong."""
+
+    code = "clock_skew_detected"
+
+    def __init__(self, offset_seconds: int) -> None:
+        self.offset_seconds = offset_seconds
+        minutes = max(1, round(abs(offset_seconds) / 60))
+        direction = "ahead" if offset_seconds > 0 else "behind"
+        super().__init__(
+            f"That code was not accepted: your device's clock seems to be about {minutes} minute"
+            f"{'s' if minutes != 1 else ''} {direction}. Turn on automatic time and try a new code. "
+            "Android: Settings > System > Date & time > Set time automatically. "
+            "iPhone: Settings > General > Date & Time > Set Automatically."
+        )
+
+
+class MfaTokenInvalid(AuthenticationError):
+    code = "mfa_token_invalid"
+    default_message = "Your sign-in attempt has expired or was already used. Sign in again with your password."
+
+
+class AuthenticationRequired(AuthenticationError):
+    code = "authentication_required"
+    default_message = "You are not signed in, or your session has ended. Sign in and try again."
+
+
+class SetupTokenInvalid(AuthenticationError):
+    code = "setup_token_invalid"
+    default_message = (
+        "This setup link is not valid: it has expired or was already used. Restart `nidan serve` to print a new "
+        "one."
+    )
+
+
+class StateConflict(NidanError):
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class TotpNotEnabled(StateConflict):
+    code = "totp_not_enabled"
+    default_message = "Two-step verification is not turned on for this account."
+
+
+class TotpEnrollmentNotStarted(StateConflict):
+    code = "totp_enrollment_not_started"
+    default_message = "Start setting up an authenticator app first, then enter the code it shows."
+
+
+class MethodNotAvailable(StateConflict):
+    code = "method_not_available"
+    default_message = "That verification method is not set up for this account. Choose another method."
+
+
+class SetupAlreadyDone(StateConflict):
+    code = "setup_already_done"
+    default_message = "This instance already has an administrator. Sign in instead."
+
+
+class NotFound(NidanError):
+    code = "not_found"
+    default_message = "Nothing was found at this address."
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_message = "No user with that username exists."
+
+
+class ConfigurationError(NidanError):
+    code = "configuration_error"
+    default_message = "nidan is not configured correctly. An administrator must fix the configuration."
+
+
+class KeyMissing(ConfigurationError):
+    """Sealed data names a key this process does not hold: reported by name, never as a wrong code."""
+
+    code = "key_missing"
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        super().__init__(
+            f"The encryption key {fingerprint} that sealed this data is not in the key directory. Restore the "
+            f"key file seal-{fingerprint}.key from your backup into the key directory and restart nidan."
+        )

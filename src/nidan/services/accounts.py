@@ -1,0 +1,108 @@
+"""Accounts: create users, list them, change passwords."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from nidan.core.models import InstanceRole, NewUser, OrgRole, User
+from nidan.core.passwords import password_problem
+from nidan.core.ports import UnitOfWork
+from nidan.errors import InvalidInput, UserNotFound, WeakPassword
+from nidan.services.context import ServiceContext
+
+_USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
+
+
+def username_key(username: str) -> str | None:
+    """The case-insensitive key of a username, or ``None`` when it is not a valid username."""
+    key = unicodedata.normalize("NFKC", username).casefold()
+    return key if _USERNAME.match(key) else None
+
+
+def _checked_username(username: str) -> tuple[str, str]:
+    display = unicodedata.normalize("NFKC", username.strip())
+    key = username_key(display)
+    if key is None:
+        raise InvalidInput(
+            "A username is 1 to 64 characters: letters a-z, digits, '.', '_' or '-', starting and ending with a "
+            "letter or digit."
+        )
+    return display, key
+
+
+def _checked_email(email: str) -> str:
+    email = email.strip()
+    if not _EMAIL.match(email):
+        raise InvalidInput("Enter an email address such as name@example.com.")
+    return email
+
+
+def _checked_password(password: str) -> str:
+    problem = password_problem(password)
+    if problem:
+        raise WeakPassword(problem)
+    return password
+
+
+def prepare_user(
+    ctx: ServiceContext, *, username: str, email: str, password: str, role: InstanceRole = InstanceRole.MEMBER
+) -> NewUser:
+    """Validate and hash outside any transaction, so a bad field spends nothing (a setup link, for one)."""
+    display, key = _checked_username(username)
+    return NewUser(
+        username=display,
+        username_key=key,
+        email=_checked_email(email),
+        role=role,
+        password_hash=ctx.passwords.hash(_checked_password(password)),
+        created_at=ctx.clock.now(),
+    )
+
+
+def add_prepared_user(uow: UnitOfWork, new_user: NewUser) -> User:
+    """Store the user and make them a member of the default organisation (owner, for administrators)."""
+    user = uow.users.add(new_user)
+    org_role = OrgRole.OWNER if new_user.role is InstanceRole.ADMIN else OrgRole.MEMBER
+    uow.organisations.add_member(uow.organisations.default_id(), user.id, org_role, new_user.created_at)
+    return user
+
+
+def create_user(
+    ctx: ServiceContext, *, username: str, email: str, password: str, role: InstanceRole = InstanceRole.MEMBER
+) -> User:
+    new_user = prepare_user(ctx, username=username, email=email, password=password, role=role)
+    with ctx.uow() as uow:
+        user = add_prepared_user(uow, new_user)
+        uow.commit()
+    return user
+
+
+def list_users(ctx: ServiceContext) -> Sequence[User]:
+    with ctx.uow() as uow:
+        return uow.users.list_all()
+
+
+def find_user(ctx: ServiceContext, username: str) -> User:
+    key = username_key(username)
+    with ctx.uow() as uow:
+        user = uow.users.get_by_username_key(key) if key else None
+    if user is None:
+        raise UserNotFound(f"No user named {username!r} exists.")
+    return user
+
+
+def set_password(ctx: ServiceContext, *, username: str, password: str) -> int:
+    """Set a new password and end every session of the user; returns how many sessions ended."""
+    password_hash = ctx.passwords.hash(_checked_password(password))
+    key = username_key(username)
+    with ctx.uow() as uow:
+        user = uow.users.get_by_username_key(key) if key else None
+        if user is None:
+            raise UserNotFound(f"No user named {username!r} exists.")
+        uow.users.set_password_hash(user.id, password_hash)
+        ended = uow.sessions.revoke_all_for_user(user.id, ctx.clock.now())
+        uow.commit()
+    return ended

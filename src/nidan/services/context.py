@@ -1,0 +1,30 @@
+"""What every use case is handed by the composition root: ports, keys and policy values, never config files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nidan.core.passwords import PasswordHashing
+from nidan.core.ports import Clock, RandomSource, UnitOfWorkFactory
+from nidan.core.recovery import HashParameters
+from nidan.core.sealing import KeyRing
+from nidan.core.tokens import token_hash
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    random_bytes: RandomSource
+    keyring: KeyRing
+    hash_key: bytes
+    passwords: PasswordHashing
+    recovery_hash: HashParameters
+    issuer: str
+    session_lifetime: timedelta
+    mfa_token_lifetime: timedelta
+    mfa_token_max_failures: int
+
+    def hash_token(self, token: str, purpose: str) -> bytes:
+        return token_hash(self.hash_key, token, purpose=purpose)

@@ -1,0 +1,112 @@
+"""Second-factor management by the signed-in user: authenticator app, recovery codes, turning 2FA off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from nidan.core import otpauth, totp
+from nidan.core.models import ClockObservation, User
+from nidan.core.sealing import Sealed
+from nidan.errors import ClockSkewDetected, InvalidCode, TotpEnrollmentNotStarted, TotpNotEnabled
+from nidan.services import factors
+from nidan.services.context import ServiceContext
+
+#: RFC 4226 §4 asks for a shared secret of at least 128 bits and recommends 160.
+TOTP_KEY_BYTES = 20
+OBSERVATION_WINDOW = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityState:
+    totp_enabled: bool
+    totp_activated_at: datetime | None
+    totp_enrollment_pending: bool
+    recovery_codes_remaining: int
+    clock_observations: list[ClockObservation]
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrollment:
+    secret: str = field(repr=False)
+    otpauth_uri: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TotpActivation:
+    #: A new recovery-code set when two-step verification was just turned on; empty when an app was replaced.
+    recovery_codes: list[str] = field(repr=False)
+    replaced_previous: bool
+
+
+def security_state(ctx: ServiceContext, user_id: int) -> SecurityState:
+    with ctx.uow() as uow:
+        active = uow.totp.get_active(user_id)
+        pending = uow.totp.get_pending(user_id)
+        remaining = uow.recovery_codes.count_unused(user_id) if active else 0
+        observations = list(uow.clock_observations.recent(user_id, ctx.clock.now() - OBSERVATION_WINDOW))
+    return SecurityState(
+        totp_enabled=active is not None,
+        totp_activated_at=active.activated_at if active else None,
+        totp_enrollment_pending=pending is not None,
+        recovery_codes_remaining=remaining,
+        clock_observations=observations,
+    )
+
+
+def start_totp(ctx: ServiceContext, user: User) -> TotpEnrollment:
+    """A new pending authenticator; an active one keeps working until the new one is verified."""
+    key = ctx.random_bytes(TOTP_KEY_BYTES)
+    sealed = ctx.keyring.seal(key, context=factors.totp_context(user.id), random_bytes=ctx.random_bytes)
+    with ctx.uow() as uow:
+        uow.totp.replace_pending(user.id, sealed, ctx.clock.now())
+        uow.commit()
+    return TotpEnrollment(
+        secret=otpauth.b32encode(key),
+        otpauth_uri=otpauth.otpauth_uri(key=key, account=user.username, issuer=ctx.issuer),
+    )
+
+
+def activate_totp(ctx: ServiceContext, user_id: int, code: str) -> TotpActivation:
+    """Verify the pending authenticator's code, make it the only one, and hand out recovery codes if new to 2FA."""
+    with ctx.uow() as uow:
+        pending = uow.totp.get_pending(user_id)
+        if pending is None:
+            raise TotpEnrollmentNotStarted()
+        key = ctx.keyring.unseal(
+            Sealed(pending.key_fingerprint, pending.sealed_secret), context=factors.totp_context(user_id)
+        )
+        unix_time = ctx.clock.now().timestamp()
+        found = totp.match_code(key, code, unix_time)
+        if found is None:
+            # The user is signed in and proving a brand-new secret: telling them their clock is off is safe here.
+            offset = totp.find_clock_offset(key, code, unix_time)
+            raise ClockSkewDetected(offset) if offset is not None else InvalidCode(
+                "That code is not valid. Enter the 6-digit code your authenticator app shows for nidan now."
+            )
+        replaced = uow.totp.delete_active(user_id) > 0
+        if not uow.totp.activate(pending.id, found.step, found.drift, ctx.clock.now()):
+            raise TotpEnrollmentNotStarted()
+        codes = [] if replaced else factors.new_recovery_codes(ctx, uow, user_id)
+        uow.commit()
+    return TotpActivation(recovery_codes=codes, replaced_previous=replaced)
+
+
+def disable_totp(ctx: ServiceContext, user_id: int) -> None:
+    """Turn two-step verification off: the authenticator and every recovery code stop working."""
+    with ctx.uow() as uow:
+        if uow.totp.get_active(user_id) is None:
+            raise TotpNotEnabled()
+        uow.totp.delete_all(user_id)
+        uow.recovery_codes.revoke_all(user_id, ctx.clock.now())
+        uow.commit()
+
+
+def regenerate_recovery_codes(ctx: ServiceContext, user_id: int) -> list[str]:
+    """A new set of recovery codes; the whole previous set stops working in the same transaction."""
+    with ctx.uow() as uow:
+        if uow.totp.get_active(user_id) is None:
+            raise TotpNotEnabled("Turn on two-step verification first; recovery codes come with it.")
+        codes = factors.new_recovery_codes(ctx, uow, user_id)
+        uow.commit()
+    return codes

@@ -1,0 +1,96 @@
+"""Checking a second factor inside a caller's unit of work: TOTP or a recovery code, consumed atomically.
+
+Every path that verifies a code (sign-in now; step-up and the verify API later) goes through ``check``, so replay
+protection, drift learning and clock diagnosis are written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nidan.core import recovery, totp
+from nidan.core.models import ClockObservation, Method
+from nidan.core.ports import UnitOfWork
+from nidan.core.sealing import Sealed
+from nidan.services.context import ServiceContext
+
+
+def totp_context(user_id: int) -> str:
+    """Associated data binding a sealed TOTP seed to its owner."""
+    return f"totp:{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class FactorCheck:
+    ok: bool
+    method: Method
+    #: A recovery code's position, for the audit trail (never the code).
+    position: int | None = None
+    #: The code was right but already spent.
+    replayed: bool = False
+    #: When a TOTP code was wrong but matches within ±15 minutes: how far the device clock seems off.
+    clock_offset_seconds: int | None = None
+
+
+def available_methods(uow: UnitOfWork, user_id: int) -> list[Method]:
+    methods: list[Method] = []
+    if uow.totp.get_active(user_id) is not None:
+        methods.append(Method.TOTP)
+        if uow.recovery_codes.count_unused(user_id) > 0:
+            methods.append(Method.RECOVERY_CODE)
+    return methods
+
+
+def check(ctx: ServiceContext, uow: UnitOfWork, user_id: int, method: Method, code: str) -> FactorCheck:
+    """Verify and, on success, consume ``code`` in ``uow`` (the caller commits)."""
+    if method is Method.TOTP:
+        return _check_totp(ctx, uow, user_id, code)
+    return _check_recovery_code(ctx, uow, user_id, code)
+
+
+def _check_totp(ctx: ServiceContext, uow: UnitOfWork, user_id: int, code: str) -> FactorCheck:
+    credential = uow.totp.get_active(user_id)
+    if credential is None:
+        return FactorCheck(ok=False, method=Method.TOTP)
+    key = ctx.keyring.unseal(
+        Sealed(credential.key_fingerprint, credential.sealed_secret), context=totp_context(user_id)
+    )
+    unix_time = ctx.clock.now().timestamp()
+    found = totp.match_code(
+        key, code, unix_time, drift=credential.drift_steps, last_used_step=credential.last_used_step
+    )
+    if found is not None and uow.totp.consume_step(credential.id, found.step, found.drift):
+        return FactorCheck(ok=True, method=Method.TOTP)
+    replayed = found is not None or totp.is_replay(
+        key, code, unix_time, drift=credential.drift_steps, last_used_step=credential.last_used_step
+    )
+    offset = None if replayed else totp.find_clock_offset(key, code, unix_time)
+    return FactorCheck(ok=False, method=Method.TOTP, replayed=replayed, clock_offset_seconds=offset)
+
+
+def _check_recovery_code(ctx: ServiceContext, uow: UnitOfWork, user_id: int, code: str) -> FactorCheck:
+    normalized = recovery.normalize(code)
+    current = uow.recovery_codes.get_current(user_id)
+    if normalized is None or current is None or not current.unused:
+        return FactorCheck(ok=False, method=Method.RECOVERY_CODE)
+    candidate = recovery.digest(normalized, current.salt, ctx.recovery_hash)
+    position = recovery.find_position(candidate, current.unused)
+    if position is not None and uow.recovery_codes.consume(current.id, position, ctx.clock.now()):
+        return FactorCheck(ok=True, method=Method.RECOVERY_CODE, position=position)
+    return FactorCheck(ok=False, method=Method.RECOVERY_CODE, replayed=position is not None)
+
+
+def record_clock_observation(ctx: ServiceContext, uow: UnitOfWork, user_id: int, result: FactorCheck) -> None:
+    if result.clock_offset_seconds is not None:
+        uow.clock_observations.add(
+            user_id, ClockObservation(ctx.clock.now(), result.clock_offset_seconds, "sign_in")
+        )
+
+
+def new_recovery_codes(ctx: ServiceContext, uow: UnitOfWork, user_id: int) -> list[str]:
+    """Replace the user's recovery codes with a new set, in ``uow``; returns the codes to show once."""
+    codes = recovery.generate_codes(ctx.random_bytes)
+    salt = ctx.random_bytes(recovery.SALT_BYTES)
+    digests = [recovery.digest(recovery.normalize(c) or "", salt, ctx.recovery_hash) for c in codes]
+    uow.recovery_codes.replace(user_id, salt, digests, ctx.clock.now())
+    return codes

@@ -1,0 +1,123 @@
+"""Two-step sign-in: password, then a second factor; sessions and their end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nidan.core.models import ClientInfo, Method, User
+from nidan.core.ports import UnitOfWork
+from nidan.core.tokens import looks_like_token, new_token
+from nidan.errors import AuthenticationRequired, InvalidCode, InvalidCredentials, MethodNotAvailable, MfaTokenInvalid
+from nidan.services import factors
+from nidan.services.accounts import username_key
+from nidan.services.context import ServiceContext
+
+SESSION_PREFIX = "nidan_s_"
+SESSION_PURPOSE = "session"
+MFA_PURPOSE = "mfa"
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    session_token: str = field(repr=False)
+    user: User
+
+
+@dataclass(frozen=True, slots=True)
+class MfaRequired:
+    mfa_token: str = field(repr=False)
+    methods: list[Method]
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentSession:
+    session_id: int
+    user: User
+
+
+def _open_session(ctx: ServiceContext, uow: UnitOfWork, user: User, client: ClientInfo) -> str:
+    """A brand-new session token at every sign-in, so no token chosen before sign-in survives it (fixation)."""
+    token = new_token(ctx.random_bytes, prefix=SESSION_PREFIX)
+    now = ctx.clock.now()
+    uow.sessions.add(
+        user.id,
+        ctx.hash_token(token, SESSION_PURPOSE),
+        now,
+        now + ctx.session_lifetime,
+        client.ip,
+        client.user_agent,
+    )
+    uow.users.record_sign_in(user.id, now)
+    return token
+
+
+def login(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> Authenticated | MfaRequired:
+    key = username_key(username)
+    with ctx.uow() as uow:
+        user = uow.users.get_by_username_key(key) if key else None
+    # Unknown users are verified against a dummy hash: the same answer in about the same time.
+    if not ctx.passwords.verify(user.password_hash if user else None, password) or user is None:
+        raise InvalidCredentials()
+    rehashed = ctx.passwords.hash(password) if ctx.passwords.needs_rehash(user.password_hash) else None
+    with ctx.uow() as uow:
+        if rehashed:
+            uow.users.set_password_hash(user.id, rehashed)
+        methods = factors.available_methods(uow, user.id)
+        if not methods:
+            session_token = _open_session(ctx, uow, user, client)
+            uow.commit()
+            return Authenticated(session_token, user)
+        mfa_token = new_token(ctx.random_bytes)
+        now = ctx.clock.now()
+        uow.mfa_challenges.add(user.id, ctx.hash_token(mfa_token, MFA_PURPOSE), now, now + ctx.mfa_token_lifetime)
+        uow.commit()
+    return MfaRequired(mfa_token, methods)
+
+
+def complete_mfa(
+    ctx: ServiceContext, *, mfa_token: str, method: Method, code: str, client: ClientInfo
+) -> Authenticated:
+    if not looks_like_token(mfa_token):
+        raise MfaTokenInvalid()
+    token_hash = ctx.hash_token(mfa_token, MFA_PURPOSE)
+    with ctx.uow() as uow:
+        challenge = uow.mfa_challenges.get_valid(token_hash, ctx.clock.now(), ctx.mfa_token_max_failures)
+        if challenge is None:
+            raise MfaTokenInvalid()
+        if method not in factors.available_methods(uow, challenge.user_id):
+            raise MethodNotAvailable()
+        result = factors.check(ctx, uow, challenge.user_id, method, code)
+        if not result.ok:
+            uow.mfa_challenges.record_failure(challenge.id)
+            # Recorded for the user and admins to see later; never told here, where it would help an attacker.
+            factors.record_clock_observation(ctx, uow, challenge.user_id, result)
+            uow.commit()
+            raise InvalidCode()
+        # Spent in the same transaction as the factor: if another request won the token, neither is spent.
+        if not uow.mfa_challenges.consume(challenge.id, ctx.clock.now()):
+            raise MfaTokenInvalid()
+        user = uow.users.get(challenge.user_id)
+        assert user is not None
+        session_token = _open_session(ctx, uow, user, client)
+        uow.commit()
+    return Authenticated(session_token, user)
+
+
+def current_session(ctx: ServiceContext, session_token: str) -> CurrentSession:
+    if not looks_like_token(session_token, prefix=SESSION_PREFIX):
+        raise AuthenticationRequired()
+    with ctx.uow() as uow:
+        session = uow.sessions.get_valid(ctx.hash_token(session_token, SESSION_PURPOSE), ctx.clock.now())
+        user = uow.users.get(session.user_id) if session else None
+    if session is None or user is None:
+        raise AuthenticationRequired()
+    return CurrentSession(session.id, user)
+
+
+def logout(ctx: ServiceContext, session_token: str) -> None:
+    if not looks_like_token(session_token, prefix=SESSION_PREFIX):
+        raise AuthenticationRequired()
+    with ctx.uow() as uow:
+        if not uow.sessions.revoke(ctx.hash_token(session_token, SESSION_PURPOSE), ctx.clock.now()):
+            raise AuthenticationRequired()
+        uow.commit()
