@@ -101,8 +101,7 @@ class AuthenticationRequired(AuthenticationError):
 class SetupTokenInvalid(AuthenticationError):
     code = "setup_token_invalid"
     default_message = (
-        "This setup link is not valid: it has expired or was already used. Restart `nidan serve` to print a new "
-        "one."
+        "This setup link is not valid: it has expired or was already used. Restart `nidan serve` to print a new one."
     )
 
 

@@ -42,7 +42,7 @@ def test_fixture_codes_are_distinct() -> None:
     assert len(set(codes)) == len(codes)
 
 
-# --- generation -----------------------------------------------------------------------------------------------
+# --- generation
 
 
 def test_time_step_boundaries() -> None:
@@ -80,7 +80,7 @@ def test_hotp_rejects_negative_counter() -> None:
         hotp(KEY, -1)
 
 
-# --- window ---------------------------------------------------------------------------------------------------
+# --- window
 
 
 def test_current_code_matches() -> None:
@@ -130,7 +130,7 @@ def test_every_candidate_is_compared(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) == 2 * WINDOW + 1
 
 
-# --- input hygiene --------------------------------------------------------------------------------------------
+# --- input hygiene
 
 
 @pytest.mark.parametrize(
@@ -178,7 +178,7 @@ def test_malformed_codes_are_refused_without_exceptions(bad: str) -> None:
     assert is_replay(KEY, bad, NOW, drift=0, last_used_step=NOW_STEP) is False
 
 
-# --- replay ---------------------------------------------------------------------------------------------------
+# --- replay
 
 
 def test_a_used_step_is_refused() -> None:
@@ -227,7 +227,7 @@ def test_is_replay() -> None:
     assert is_replay(KEY, code_at(3), NOW, drift=0, last_used_step=NOW_STEP + 3) is False
 
 
-# --- drift ----------------------------------------------------------------------------------------------------
+# --- drift
 
 
 def test_drift_is_learned_from_an_adjacent_step() -> None:
@@ -279,7 +279,7 @@ def test_drift_relaxes_when_the_device_clock_is_corrected_gradually() -> None:
     assert result == TotpMatch(step=NOW_STEP + 2, drift=2)
 
 
-# --- clock diagnosis ------------------------------------------------------------------------------------------
+# --- clock diagnosis
 
 
 @pytest.mark.parametrize(

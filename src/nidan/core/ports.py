@@ -82,7 +82,13 @@ class RecoveryCodeRepository(Protocol):
 
 class SessionRepository(Protocol):
     def add(
-        self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime, ip: str | None, agent: str | None
+        self,
+        user_id: int,
+        token_hash: bytes,
+        at: datetime,
+        expires_at: datetime,
+        ip: str | None,
+        agent: str | None,
     ) -> int: ...
     def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None: ...
     def revoke(self, token_hash: bytes, at: datetime) -> bool: ...

@@ -201,9 +201,9 @@ class SqlRecoveryCodeRepository(_Repository):
     def replace(self, user_id: int, salt: bytes, digests: Sequence[bytes], at: datetime) -> None:
         self.revoke_all(user_id, at)
         set_id = self._c.execute(
-            insert(t.recovery_code_sets).values(user_id=user_id, salt=salt, created_at=at).returning(
-                t.recovery_code_sets.c.id
-            )
+            insert(t.recovery_code_sets)
+            .values(user_id=user_id, salt=salt, created_at=at)
+            .returning(t.recovery_code_sets.c.id)
         ).scalar_one()
         self._c.execute(
             insert(t.recovery_codes),
@@ -240,7 +240,13 @@ class SqlRecoveryCodeRepository(_Repository):
 
 class SqlSessionRepository(_Repository):
     def add(
-        self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime, ip: str | None, agent: str | None
+        self,
+        user_id: int,
+        token_hash: bytes,
+        at: datetime,
+        expires_at: datetime,
+        ip: str | None,
+        agent: str | None,
     ) -> int:
         return int(
             self._c.execute(
@@ -286,7 +292,11 @@ class SqlMfaChallengeRepository(_Repository):
     def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
         self._c.execute(
             insert(t.mfa_challenges).values(
-                user_id=user_id, token_hash=token_hash, created_at=at, expires_at=expires_at, failed_attempts=0
+                user_id=user_id,
+                token_hash=token_hash,
+                created_at=at,
+                expires_at=expires_at,
+                failed_attempts=0,
             )
         )
 

@@ -81,8 +81,12 @@ def activate_totp(ctx: ServiceContext, user_id: int, code: str) -> TotpActivatio
         if found is None:
             # The user is signed in and proving a brand-new secret: telling them their clock is off is safe here.
             offset = totp.find_clock_offset(key, code, unix_time)
-            raise ClockSkewDetected(offset) if offset is not None else InvalidCode(
-                "That code is not valid. Enter the 6-digit code your authenticator app shows for nidan now."
+            raise (
+                ClockSkewDetected(offset)
+                if offset is not None
+                else InvalidCode(
+                    "That code is not valid. Enter the 6-digit code your authenticator app shows for nidan now."
+                )
             )
         replaced = uow.totp.delete_active(user_id) > 0
         if not uow.totp.activate(pending.id, found.step, found.drift, ctx.clock.now()):

@@ -82,9 +82,7 @@ def _check_recovery_code(ctx: ServiceContext, uow: UnitOfWork, user_id: int, cod
 
 def record_clock_observation(ctx: ServiceContext, uow: UnitOfWork, user_id: int, result: FactorCheck) -> None:
     if result.clock_offset_seconds is not None:
-        uow.clock_observations.add(
-            user_id, ClockObservation(ctx.clock.now(), result.clock_offset_seconds, "sign_in")
-        )
+        uow.clock_observations.add(user_id, ClockObservation(ctx.clock.now(), result.clock_offset_seconds, "sign_in"))
 
 
 def new_recovery_codes(ctx: ServiceContext, uow: UnitOfWork, user_id: int) -> list[str]:

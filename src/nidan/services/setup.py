@@ -40,9 +40,7 @@ def check_setup_token(ctx: ServiceContext, token: str) -> None:
 
 def complete_setup(ctx: ServiceContext, *, token: str, username: str, email: str, password: str) -> User:
     check_setup_token(ctx, token)
-    new_user = accounts.prepare_user(
-        ctx, username=username, email=email, password=password, role=InstanceRole.ADMIN
-    )
+    new_user = accounts.prepare_user(ctx, username=username, email=email, password=password, role=InstanceRole.ADMIN)
     with ctx.uow() as uow:
         if not uow.setup_tokens.consume(ctx.hash_token(token, PURPOSE), ctx.clock.now()):
             raise SetupTokenInvalid()

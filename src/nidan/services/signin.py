@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from nidan.core.models import ClientInfo, Method, User
 from nidan.core.ports import UnitOfWork
 from nidan.core.tokens import looks_like_token, new_token
-from nidan.errors import AuthenticationRequired, InvalidCode, InvalidCredentials, MethodNotAvailable, MfaTokenInvalid
+from nidan.errors import (
+    AuthenticationRequired,
+    InvalidCode,
+    InvalidCredentials,
+    MethodNotAvailable,
+    MfaTokenInvalid,
+)
 from nidan.services import factors
 from nidan.services.accounts import username_key
 from nidan.services.context import ServiceContext

@@ -1,0 +1,56 @@
+"""Sign-in in two steps, and sign-out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from nidan.errors import AuthenticationRequired
+from nidan.services import signin
+from nidan.web.api.v1.schemas import AuthenticatedResponse, LoginRequest, MfaRequest, MfaRequiredResponse
+from nidan.web.deps import Client, Services, bearer_token
+from nidan.web.openapi import errors_documented
+
+router = APIRouter(prefix="/api/v1/auth", tags=["sign-in"])
+
+
+def authenticated(ctx: Services, result: signin.Authenticated) -> AuthenticatedResponse:
+    return AuthenticatedResponse(
+        session_token=result.session_token, expires_in=int(ctx.session_lifetime.total_seconds())
+    )
+
+
+@router.post(
+    "/login",
+    response_model=AuthenticatedResponse | MfaRequiredResponse,
+    responses=errors_documented(401, 422),
+    summary="First step: username and password",
+)
+def login(body: LoginRequest, ctx: Services, client: Client) -> AuthenticatedResponse | MfaRequiredResponse:
+    result = signin.login(ctx, username=body.username, password=body.password, client=client)
+    if isinstance(result, signin.Authenticated):
+        return authenticated(ctx, result)
+    return MfaRequiredResponse(
+        mfa_token=result.mfa_token,
+        methods=result.methods,
+        expires_in=int(ctx.mfa_token_lifetime.total_seconds()),
+    )
+
+
+@router.post(
+    "/mfa",
+    response_model=AuthenticatedResponse,
+    responses=errors_documented(401, 409, 422),
+    summary="Second step: a code from the authenticator app or a recovery code",
+)
+def mfa(body: MfaRequest, ctx: Services, client: Client) -> AuthenticatedResponse:
+    result = signin.complete_mfa(ctx, mfa_token=body.mfa_token, method=body.method, code=body.code, client=client)
+    return authenticated(ctx, result)
+
+
+@router.post("/logout", status_code=204, responses=errors_documented(401), summary="End this session")
+def logout(request: Request, ctx: Services) -> Response:
+    token = bearer_token(request)
+    if token is None:
+        raise AuthenticationRequired()
+    signin.logout(ctx, token)
+    return Response(status_code=204)

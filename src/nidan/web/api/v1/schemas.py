@@ -1,0 +1,93 @@
+"""Request and response bodies of the REST API, as they appear in /openapi.json."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nidan.core.models import Method
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=1024)
+
+
+class LoginRequest(_Request):
+    username: str = Field(min_length=1, max_length=256)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class MfaRequest(_Request):
+    mfa_token: str = Field(min_length=1, max_length=256)
+    method: Method
+    code: str = Field(min_length=1, max_length=64)
+
+
+class CodeRequest(_Request):
+    code: str = Field(min_length=1, max_length=64)
+
+
+class AuthenticatedResponse(BaseModel):
+    status: Literal["authenticated"] = "authenticated"
+    session_token: str
+    expires_in: int = Field(description="Seconds until the session ends.")
+
+
+class MfaRequiredResponse(BaseModel):
+    status: Literal["mfa_required"] = "mfa_required"
+    mfa_token: str = Field(description="Send it to /api/v1/auth/mfa with a code; it lives 5 minutes.")
+    methods: list[Method]
+    expires_in: int
+
+
+class ClockObservationOut(BaseModel):
+    observed_at: datetime
+    offset_seconds: int = Field(description="How far the device clock was off; positive means ahead.")
+
+
+class SecondFactorState(BaseModel):
+    totp_enabled: bool
+    totp_activated_at: datetime | None
+    totp_enrollment_pending: bool
+    recovery_codes_remaining: int
+    clock_observations: list[ClockObservationOut]
+
+
+class MeResponse(BaseModel):
+    username: str
+    email: str
+    role: str
+    created_at: datetime
+    last_sign_in_at: datetime | None
+    two_factor: SecondFactorState
+
+
+class TotpEnrollmentResponse(BaseModel):
+    secret: str = Field(description="The key in base32, for typing into an app that cannot scan.")
+    otpauth_uri: str
+    qr_svg: str = Field(description="The otpauth URI as a QR code, an SVG document.")
+
+
+class TotpActivationResponse(BaseModel):
+    recovery_codes: list[str] = Field(
+        description="16 new codes when two-step verification was just turned on; empty when an app was replaced "
+        "(the existing codes stay valid)."
+    )
+    replaced_previous: bool
+
+
+class RecoveryCodesResponse(BaseModel):
+    recovery_codes: list[str]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    correlation_id: str
+    timestamp: datetime
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,44 @@
+"""The ASGI application factory: the web face's composition root."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from nidan import __version__
+from nidan.bootstrap import Runtime, build_runtime
+from nidan.config import Settings, load_settings
+from nidan.web import pages
+from nidan.web.api.v1 import auth, me
+from nidan.web.correlation import BodySizeLimitMiddleware, CorrelationIdMiddleware
+from nidan.web.problems import install_error_handlers
+
+API_DESCRIPTION = """
+nidan's REST API. Sign in with `POST /api/v1/auth/login`, then, when a second factor is set up,
+`POST /api/v1/auth/mfa`; send the session token as `Authorization: Bearer <token>`.
+
+Every error answer has the body `{"error": {"code", "message", "correlation_id", "timestamp"}}`; `code` is stable.
+"""
+
+
+def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
+    runtime = runtime or build_runtime(settings or load_settings())
+    app = FastAPI(title="nidan", version=__version__, description=API_DESCRIPTION, docs_url="/api/docs", redoc_url=None)
+    app.state.services = runtime.services
+    app.state.settings = runtime.settings
+    install_error_handlers(app, pages.render_error_page)
+    app.include_router(auth.router)
+    app.include_router(me.router)
+    app.include_router(pages.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=runtime.settings.server.max_body_bytes)
+    app.add_middleware(CorrelationIdMiddleware)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Entry point for ``uvicorn --factory`` worker processes: settings come from the environment."""
+    return create_app()

@@ -1,0 +1,87 @@
+"""Correlation ids: one per request, in a context variable, echoed as ``X-Correlation-ID`` on every response."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "X-Correlation-ID"
+_current: ContextVar[str] = ContextVar("correlation_id", default="")
+# A caller's id is reused only when it is a plain token, so it cannot inject into logs or headers.
+_ACCEPTABLE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def current_correlation_id() -> str:
+    return _current.get()
+
+
+class CorrelationIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-correlation-id":
+                incoming = value.decode("latin-1")
+                break
+        correlation_id = incoming if _ACCEPTABLE.match(incoming) else uuid.uuid4().hex
+        token = _current.set(correlation_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-correlation-id", correlation_id.encode("ascii")))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _current.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies over the limit with 413 before they are read whole (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _too_large(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    from nidan.web.problems import problem_response
+
+    response = problem_response(413, "payload_too_large", "The request body is too large.")
+    await response(scope, receive, send)

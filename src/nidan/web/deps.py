@@ -1,0 +1,54 @@
+"""FastAPI dependencies: the service context, the caller's address, and the signed-in user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from nidan.core.models import ClientInfo
+from nidan.errors import AuthenticationRequired
+from nidan.services import signin
+from nidan.services.context import ServiceContext
+
+SESSION_COOKIE = "nidan_session"
+SECURE_SESSION_COOKIE = "__Host-nidan_session"
+
+
+def services(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.services
+    return ctx
+
+
+def client_info(request: Request) -> ClientInfo:
+    # Proxy headers are not trusted yet: the peer address is the client (trusted proxies come with backoff).
+    ip = request.client.host if request.client else None
+    return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent", "")[:512] or None)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def session_cookie_name(request: Request) -> str:
+    return SECURE_SESSION_COOKIE if request.url.scheme == "https" else SESSION_COOKIE
+
+
+def session_token(request: Request) -> str | None:
+    return bearer_token(request) or request.cookies.get(session_cookie_name(request))
+
+
+def current_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
+    token = bearer_token(request)
+    if token is None:
+        raise AuthenticationRequired()
+    return signin.current_session(ctx, token)
+
+
+Services = Annotated[ServiceContext, Depends(services)]
+Client = Annotated[ClientInfo, Depends(client_info)]
+SignedIn = Annotated[signin.CurrentSession, Depends(current_session)]

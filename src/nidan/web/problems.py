@@ -1,0 +1,118 @@
+"""Errors to HTTP: one table from error class to status, and the one JSON error body every API error uses."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nidan import errors
+from nidan.web.correlation import BodyTooLarge, current_correlation_id
+
+log = logging.getLogger("nidan.web")
+
+#: Most specific class first; the first match wins.
+STATUS_BY_ERROR: list[tuple[type[errors.NidanError], int]] = [
+    (errors.UserNotFound, 404),
+    (errors.NotFound, 404),
+    (errors.UsernameTaken, 409),
+    (errors.InvalidInput, 422),
+    (errors.AuthenticationError, 401),
+    (errors.StateConflict, 409),
+    (errors.ConfigurationError, 503),
+]
+
+_HTTP_CODES = {
+    400: ("bad_request", "The request could not be understood."),
+    401: ("authentication_required", errors.AuthenticationRequired.default_message),
+    403: ("forbidden", "You are not allowed to do this."),
+    404: ("not_found", "Nothing was found at this address. Check the URL."),
+    405: ("method_not_allowed", "This address does not accept that HTTP method."),
+    413: ("payload_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Send the request body as JSON (Content-Type: application/json)."),
+}
+
+
+def status_for(error: errors.NidanError) -> int:
+    for error_class, status in STATUS_BY_ERROR:
+        if isinstance(error, error_class):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "code": code,
+        "message": message,
+        "correlation_id": current_correlation_id(),
+        "timestamp": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    body.update(extra)
+    return {"error": body}
+
+
+def problem_response(status: int, code: str, message: str, **extra: object) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="nidan"'} if status == 401 else None
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, object]]]:
+    fields: list[dict[str, object]] = []
+    for problem in exc.errors():
+        location = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
+        fields.append({"field": location or "body", "problem": str(problem.get("msg", "invalid"))})
+    if any(p.get("type") == "json_invalid" for p in exc.errors()):
+        return "The request body is not valid JSON.", fields
+    summary = "; ".join(f"{f['field']}: {f['problem']}" for f in fields[:3])
+    return f"Some fields are missing or not valid ({summary}).", fields
+
+
+class ErrorPageRenderer(Protocol):
+    def __call__(self, request: Request, status: int, code: str, message: str) -> Response: ...
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/openapi", "/auth/")) or request.app.state.error_page is None
+
+
+def _respond(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
+    if _wants_json(request):
+        return problem_response(status, code, message, **extra)
+    renderer: ErrorPageRenderer = request.app.state.error_page
+    return renderer(request, status, code, message)
+
+
+def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = None) -> None:
+    """API paths answer JSON; page paths answer an HTML page with the same support details."""
+    app.state.error_page = error_page
+
+    @app.exception_handler(errors.NidanError)
+    async def nidan_error(request: Request, exc: errors.NidanError) -> Response:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("request failed: %s (%s)", exc.code, exc.message)
+        return _respond(request, status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        message, fields = _describe_validation(exc)
+        return _respond(request, 422, "invalid_request", message, fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+        return _respond(request, exc.status_code, code, message)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return _respond(request, 413, *_HTTP_CODES[413])
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return _respond(request, 500, "internal_error", errors.NidanError.default_message)
