@@ -91,7 +91,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigurationError(f"The configuration file {path} does not exist.")
     top = {k: v for k, v in document.items() if k not in Settings.SECTIONS}
     top.update(overrides)
-    sections = {name: section_cls(**document.get(name, {})) for name, section_cls in Settings.SECTIONS.items()}
+    sections: dict[str, Any] = {
+        name: section_cls(**document.get(name, {})) for name, section_cls in Settings.SECTIONS.items()
+    }
     try:
         return Settings(**top, **sections)
     except ValueError as exc:

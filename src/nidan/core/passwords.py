@@ -27,10 +27,12 @@ class PasswordHashing:
         return self._hasher.hash(password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
+        known = bool(stored_hash)
         try:
-            return self._hasher.verify(stored_hash or self._dummy_hash, password) and stored_hash is not None
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            matched = self._hasher.verify(stored_hash if known else self._dummy_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
+        return matched and known
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)
@@ -42,4 +44,8 @@ def password_problem(password: str) -> str | None:
         return f"Choose a password of at least {MIN_LENGTH} characters."
     if len(password) > MAX_LENGTH:
         return f"Choose a password of at most {MAX_LENGTH} characters."
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        return "The password contains characters that cannot be stored (unpaired surrogates). Choose another."
     return None

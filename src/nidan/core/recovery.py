@@ -48,7 +48,10 @@ def generate_codes(random_bytes: Callable[[int], bytes], count: int = CODES_PER_
 
 def normalize(code: str) -> str | None:
     """The canonical ten characters of a typed code, or ``None`` when it cannot be a recovery code."""
-    compact = "".join(code.split()).replace("-", "").lower().translate(_LOOKALIKES)
+    compact = "".join(code.split()).replace("-", "")
+    if not compact.isascii():
+        return None
+    compact = compact.lower().translate(_LOOKALIKES)
     if len(compact) != CODE_LENGTH or any(c not in ALPHABET for c in compact):
         return None
     return compact

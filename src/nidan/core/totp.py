@@ -57,8 +57,8 @@ def totp(
 
 
 def normalize_code(code: str) -> str | None:
-    """Digits only, spaces allowed (apps show ``123 456``); ``None`` when it cannot be a TOTP code."""
-    compact = code.replace(" ", "").replace("\u00a0", "")
+    """Digits only, whitespace allowed (apps show ``123 456``); ``None`` when it cannot be a TOTP code."""
+    compact = "".join(code.split())
     if len(compact) != DIGITS or not compact.isascii() or not compact.isdigit():
         return None
     return compact
@@ -75,7 +75,7 @@ class TotpMatch:
 def match_code(
     key: bytes, code: str, unix_time: float, *, drift: int = 0, last_used_step: int | None = None
 ) -> TotpMatch | None:
-    """The step within ``WINDOW`` of the expected step (shifted by the learned ``drift``) that ``code`` matches.
+    """The step ``code`` matches: within ``WINDOW`` of now, or of now shifted by the device's learned ``drift``.
 
     Steps at or before ``last_used_step`` never match: a code, once used, and every older code are spent.
     Every candidate is compared in constant time, whatever matched first.
@@ -84,9 +84,12 @@ def match_code(
     if normalized is None:
         return None
     now_step = time_step(unix_time)
-    expected = now_step + drift
+    drift = max(-MAX_DRIFT_STEPS, min(MAX_DRIFT_STEPS, drift))
+    # The current step ±WINDOW always counts; a learned drift widens that towards the device's own clock.
+    first = now_step + min(0, drift) - WINDOW
+    last = now_step + max(0, drift) + WINDOW
     found: int | None = None
-    for step in range(expected - WINDOW, expected + WINDOW + 1):
+    for step in range(first, last + 1):
         if step < 0:
             continue
         if hmac.compare_digest(hotp(key, step), normalized) and found is None:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine
 
+from nidan.core import ports
 from nidan.db import repositories as r
 
 
 class SqlUnitOfWork:
+    users: ports.UserRepository
+    organisations: ports.OrganisationRepository
+    totp: ports.TotpRepository
+    recovery_codes: ports.RecoveryCodeRepository
+    sessions: ports.SessionRepository
+    mfa_challenges: ports.MfaChallengeRepository
+    setup_tokens: ports.SetupTokenRepository
+    clock_observations: ports.ClockObservationRepository
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._connection: Connection | None = None
