@@ -37,7 +37,10 @@ def login(client: TestClient, username: str = "alice", password: str = PASSWORD)
 
 
 def enable_totp(client: TestClient, ctx: ServiceContext, session_token: str) -> tuple[str, list[str]]:
-    """Turn on TOTP over the API; returns the secret and the recovery codes. Moves the clock two steps on, so the previous step is unused."""
+    """Turn on TOTP over the API; returns the secret and the recovery codes.
+
+    Moves the clock two steps on, so the step before the new "now" is still unused.
+    """
     started = client.post("/api/v1/me/totp", headers=auth_header(session_token))
     assert started.status_code == 200, started.text
     secret = started.json()["secret"]
