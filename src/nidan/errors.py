@@ -20,6 +20,7 @@ what to do next. It never contains a secret.
     │   ├── TotpEnrollmentNotStarted    totp_enrollment_not_started
     │   ├── MethodNotAvailable          method_not_available
     │   └── SetupAlreadyDone            setup_already_done
+    ├── CsrfFailed                      csrf_failed
     ├── NotFound                        not_found
     │   └── UserNotFound                user_not_found
     └── ConfigurationError              configuration_error
@@ -128,6 +129,16 @@ class MethodNotAvailable(StateConflict):
 class SetupAlreadyDone(StateConflict):
     code = "setup_already_done"
     default_message = "This instance already has an administrator. Sign in instead."
+
+
+class CsrfFailed(NidanError):
+    """A page form arrived without the token its page was rendered with: stale, or sent from another site."""
+
+    code = "csrf_failed"
+    default_message = (
+        "This form could not be accepted: it has expired or was sent from another site. Go back, reload the page "
+        "and try again."
+    )
 
 
 class NotFound(NidanError):

@@ -29,7 +29,7 @@ class PasswordHashing:
     def verify(self, stored_hash: str | None, password: str) -> bool:
         known = bool(stored_hash)
         try:
-            matched = self._hasher.verify(stored_hash if known else self._dummy_hash, password)
+            matched = self._hasher.verify(stored_hash or self._dummy_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
         return matched and known

@@ -336,6 +336,11 @@ class SqlSetupTokenRepository(_Repository):
         self._c.execute(update(t.setup_tokens).where(c.used_at.is_(None)).values(used_at=at))
         self._c.execute(insert(t.setup_tokens).values(token_hash=token_hash, created_at=at, expires_at=expires_at))
 
+    def is_valid(self, token_hash: bytes, now: datetime) -> bool:
+        c = t.setup_tokens.c
+        query = select(c.id).where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
+        return self._c.execute(query).first() is not None
+
     def consume(self, token_hash: bytes, now: datetime) -> bool:
         c = t.setup_tokens.c
         result = self._c.execute(

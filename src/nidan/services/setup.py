@@ -32,10 +32,14 @@ def issue_setup_token(ctx: ServiceContext) -> str | None:
 
 
 def check_setup_token(ctx: ServiceContext, token: str) -> None:
+    """Raise unless ``token`` is a live setup token and no administrator exists yet."""
     if not needs_setup(ctx):
         raise SetupAlreadyDone()
     if not looks_like_token(token):
         raise SetupTokenInvalid()
+    with ctx.uow() as uow:
+        if not uow.setup_tokens.is_valid(ctx.hash_token(token, PURPOSE), ctx.clock.now()):
+            raise SetupTokenInvalid()
 
 
 def complete_setup(ctx: ServiceContext, *, token: str, username: str, email: str, password: str) -> User:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from nidan import __version__
 from nidan.bootstrap import Runtime, build_runtime
@@ -20,15 +23,20 @@ Every error answer has the body `{"error": {"code", "message", "correlation_id",
 """
 
 
+STATIC_DIR = Path(__file__).parent / "static"
+
+
 def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
     runtime = runtime or build_runtime(settings or load_settings())
-    app = FastAPI(title="nidan", version=__version__, description=API_DESCRIPTION, docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(title="nidan", version=__version__, description=API_DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.services = runtime.services
     app.state.settings = runtime.settings
     install_error_handlers(app, pages.render_error_page)
     app.include_router(auth.router)
     app.include_router(me.router)
     app.include_router(pages.router)
+    # The pages' own CSS and JavaScript, shipped in the package: nothing is fetched from elsewhere (air-gapped).
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:

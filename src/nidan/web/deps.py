@@ -34,12 +34,19 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
+def cookies_secure(request: Request) -> bool:
+    """Cookies are ``Secure`` and ``__Host-`` prefixed over https, and whenever the public address is https
+    (behind a TLS-terminating proxy that does not pass the scheme on)."""
+    if request.url.scheme == "https":
+        return True
+    settings = getattr(request.app.state, "settings", None)
+    public_url = settings.server.public_url if settings is not None else None
+    return isinstance(public_url, str) and public_url.lower().startswith("https://")
+
+
 def session_cookie_name(request: Request) -> str:
-    return SECURE_SESSION_COOKIE if request.url.scheme == "https" else SESSION_COOKIE
+    return SECURE_SESSION_COOKIE if cookies_secure(request) else SESSION_COOKIE
 
-
-def session_token(request: Request) -> str | None:
-    return bearer_token(request) or request.cookies.get(session_cookie_name(request))
 
 
 def current_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:

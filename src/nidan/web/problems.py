@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +25,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.NidanError], int]] = [
     (errors.InvalidInput, 422),
     (errors.AuthenticationError, 401),
     (errors.StateConflict, 409),
+    (errors.CsrfFailed, 403),
     (errors.ConfigurationError, 503),
 ]
 
@@ -80,11 +82,12 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(("/api/", "/openapi", "/auth/")) or request.app.state.error_page is None
 
 
-def _respond(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
+async def _respond(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
     if _wants_json(request):
         return problem_response(status, code, message, **extra)
     renderer: ErrorPageRenderer = request.app.state.error_page
-    return renderer(request, status, code, message)
+    # The page may look up who is signed in (a database read): keep it off the event loop.
+    return await run_in_threadpool(renderer, request, status, code, message)
 
 
 def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = None) -> None:
@@ -96,23 +99,23 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = 
         status = status_for(exc)
         if status >= 500:
             log.error("request failed: %s (%s)", exc.code, exc.message)
-        return _respond(request, status, exc.code, exc.message)
+        return await _respond(request, status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         message, fields = _describe_validation(exc)
-        return _respond(request, 422, "invalid_request", message, fields=fields)
+        return await _respond(request, 422, "invalid_request", message, fields=fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
-        return _respond(request, exc.status_code, code, message)
+        return await _respond(request, exc.status_code, code, message)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
-        return _respond(request, 413, *_HTTP_CODES[413])
+        return await _respond(request, 413, *_HTTP_CODES[413])
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error")
-        return _respond(request, 500, "internal_error", errors.NidanError.default_message)
+        return await _respond(request, 500, "internal_error", errors.NidanError.default_message)

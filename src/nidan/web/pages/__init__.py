@@ -1,15 +1,19 @@
-"""Server-rendered pages (Jinja2). Placeholder until the pages module lands: routes and the error page."""
+"""Server-rendered pages (Jinja2, no build step, nothing from outside): sign-in, account security, first setup.
+
+Faces rule: this package imports services and core types only. Every POST form is CSRF-checked
+(``pages.csrf``); pages read the session from a cookie, which the REST API never accepts.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
 
-router = APIRouter()
+from nidan.web.pages import auth, security, setup
+from nidan.web.pages.rendering import render_error_page
 
+router = APIRouter(include_in_schema=False)
+router.include_router(auth.router)
+router.include_router(security.router)
+router.include_router(setup.router)
 
-def render_error_page(request: Request, status: int, code: str, message: str) -> Response:
-    from nidan.web.problems import problem_response
-
-    response: JSONResponse = problem_response(status, code, message)
-    return response
+__all__ = ["render_error_page", "router"]

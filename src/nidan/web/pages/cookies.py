@@ -1,0 +1,101 @@
+"""The cookies pages use: the session, and the short-lived sign-in attempt between password and code.
+
+Under https every cookie carries the ``__Host-`` prefix and ``Secure``: the browser then refuses it from any other
+host or path, so a sibling subdomain cannot plant one. All are HttpOnly: no script ever reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request, Response
+
+from nidan.core.tokens import looks_like_token
+from nidan.errors import AuthenticationRequired
+from nidan.services import signin
+from nidan.services.context import ServiceContext
+from nidan.web.deps import cookies_secure, services, session_cookie_name
+
+MFA_COOKIE = "nidan_mfa"
+SameSite = Literal["lax", "strict"]
+
+
+def is_secure(request: Request) -> bool:
+    return cookies_secure(request)
+
+
+def cookie_name(request: Request, base: str) -> str:
+    return f"__Host-{base}" if is_secure(request) else base
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int, samesite: SameSite) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", secure=is_secure(request), httponly=True, samesite=samesite
+    )
+
+
+def delete_cookie(request: Request, response: Response, name: str, samesite: SameSite) -> None:
+    response.delete_cookie(name, path="/", secure=is_secure(request), httponly=True, samesite=samesite)
+
+
+# --- the session -------------------------------------------------------------------------------------------------
+
+
+def session_from_cookie(request: Request) -> str | None:
+    """The session token from the cookie only: pages never look at an Authorization header."""
+    return request.cookies.get(session_cookie_name(request)) or None
+
+
+def set_session(request: Request, response: Response, ctx: ServiceContext, token: str) -> None:
+    # Lax, not Strict: a link to nidan from mail or chat should arrive signed in; every POST is CSRF-checked.
+    max_age = int(ctx.session_lifetime.total_seconds())
+    set_cookie(request, response, session_cookie_name(request), token, max_age, "lax")
+
+
+def clear_session(request: Request, response: Response) -> None:
+    delete_cookie(request, response, session_cookie_name(request), "lax")
+
+
+def signed_in_user(request: Request, ctx: ServiceContext) -> signin.CurrentSession | None:
+    """The session the cookie names, or ``None`` (no cookie, ended, or any failure: callers only decorate)."""
+    token = session_from_cookie(request)
+    if token is None:
+        return None
+    try:
+        return signin.current_session(ctx, token)
+    except Exception:  # a page decoration must never turn into a second error
+        return None
+
+
+# --- the sign-in attempt between the two steps -------------------------------------------------------------------
+
+
+def set_mfa(request: Request, response: Response, ctx: ServiceContext, mfa_token: str, username: str) -> None:
+    """Keep the attempt's token where neither the URL nor the page shows it; the username only labels the page."""
+    max_age = int(ctx.mfa_token_lifetime.total_seconds())
+    set_cookie(request, response, cookie_name(request, MFA_COOKIE), f"{mfa_token}.{username}", max_age, "strict")
+
+
+def mfa_from_cookie(request: Request) -> tuple[str, str] | None:
+    """(mfa_token, username) from the cookie, or ``None`` when there is no well-formed one."""
+    raw = request.cookies.get(cookie_name(request, MFA_COOKIE), "")
+    token, _, username = raw.partition(".")
+    return (token, username) if looks_like_token(token) else None
+
+
+def clear_mfa(request: Request, response: Response) -> None:
+    delete_cookie(request, response, cookie_name(request, MFA_COOKIE), "strict")
+
+
+# --- the signed-in person, for page routes -------------------------------------------------------------------------
+
+
+def page_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
+    """The session of a page request, from the cookie; 'not signed in' becomes a redirect to the sign-in page."""
+    token = session_from_cookie(request)
+    if token is None:
+        raise AuthenticationRequired()
+    return signin.current_session(ctx, token)
+
+
+PageSession = Annotated[signin.CurrentSession, Depends(page_session)]

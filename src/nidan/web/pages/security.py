@@ -1,0 +1,142 @@
+"""The account security page: turn on an authenticator app, recovery codes, turning two-step verification off.
+
+Pages that show a secret (the TOTP key, recovery codes) are rendered straight into the POST answer that made it:
+the secret never travels in a URL, and no address can show it again later.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+
+from nidan.core.models import ClockObservation, User
+from nidan.errors import InvalidCode, TotpEnrollmentNotStarted
+from nidan.services import enrollment
+from nidan.web.deps import Services
+from nidan.web.pages.cookies import PageSession
+from nidan.web.pages.csrf import CheckedForm, field
+from nidan.web.pages.rendering import problem, redirect, render
+from nidan.web.problems import status_for
+from nidan.web.qr import qr_svg
+
+router = APIRouter(include_in_schema=False)
+
+
+def group_key(secret: str, size: int = 4) -> str:
+    """``JBSWY3DPEHPK3PXP`` as ``JBSW Y3DP EHPK 3PXP``: easier to type into an app that cannot scan."""
+    return " ".join(secret[i : i + size] for i in range(0, len(secret), size))
+
+
+def describe_offset(observation: ClockObservation) -> str:
+    seconds = observation.offset_seconds
+    minutes = max(1, round(abs(seconds) / 60))
+    direction = "ahead" if seconds > 0 else "behind"
+    return f"about {minutes} minute{'s' if minutes != 1 else ''} {direction}"
+
+
+@router.get("/security")
+def security_page(request: Request, ctx: Services, session: PageSession) -> Response:
+    state = enrollment.security_state(ctx, session.user.id)
+    latest = state.clock_observations[0] if state.clock_observations else None
+    return render(
+        request,
+        "security.html",
+        username=session.user.username,
+        user=session.user,
+        state=state,
+        clock_observation=latest,
+        clock_offset=describe_offset(latest) if latest else None,
+    )
+
+
+def _enrolment_page(request: Request, ctx: Services, user: User, *, replacing: bool) -> Response:
+    started = enrollment.start_totp(ctx, user)
+    return render(
+        request,
+        "totp_setup.html",
+        username=user.username,
+        qr=qr_svg(started.otpauth_uri),
+        key=group_key(started.secret),
+        account=user.username,
+        issuer=ctx.issuer,
+        replacing=replacing,
+    )
+
+
+@router.post("/security/totp")
+def start_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
+    replacing = enrollment.security_state(ctx, session.user.id).totp_enabled
+    return _enrolment_page(request, ctx, session.user, replacing=replacing)
+
+
+@router.post("/security/totp/activate")
+def activate_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
+    user = session.user
+    try:
+        activated = enrollment.activate_totp(ctx, user.id, field(form, "code", 64))
+    except (InvalidCode, TotpEnrollmentNotStarted) as exc:
+        # The key is not shown again (it is sealed in storage); the app that scanned it can still give a code.
+        return render(
+            request,
+            "totp_retry.html",
+            status=status_for(exc),
+            username=user.username,
+            problem=problem(exc, user.username),
+            can_retry=isinstance(exc, InvalidCode),
+        )
+    if activated.replaced_previous:
+        return render(request, "totp_replaced.html", username=user.username)
+    return _codes_page(request, ctx, user, activated.recovery_codes, first_time=True)
+
+
+@router.post("/security/recovery-codes")
+def regenerate_recovery_codes(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
+    codes = enrollment.regenerate_recovery_codes(ctx, session.user.id)
+    return _codes_page(request, ctx, session.user, codes, first_time=False)
+
+
+def recovery_codes_text(codes: list[str], user: User, issuer: str) -> str:
+    lines = [
+        f"Recovery codes for {user.username} at {issuer}",
+        "",
+        "Each code signs you in once when you cannot use your authenticator app.",
+        "Keep them somewhere safe, apart from your phone.",
+        "",
+        *codes,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _codes_page(request: Request, ctx: Services, user: User, codes: list[str], *, first_time: bool) -> Response:
+    text = recovery_codes_text(codes, user, ctx.issuer)
+    return render(
+        request,
+        "recovery_codes.html",
+        username=user.username,
+        codes=codes,
+        issuer=ctx.issuer,
+        first_time=first_time,
+        # Built into the page, never fetched: a download link that no server address answers.
+        download_href="data:text/plain;charset=utf-8," + quote(text),
+        download_name=_safe_filename(f"{ctx.issuer}-{user.username}-recovery-codes.txt"),
+    )
+
+
+def _safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+
+
+@router.get("/security/totp/disable")
+def disable_confirm_page(request: Request, ctx: Services, session: PageSession) -> Response:
+    if not enrollment.security_state(ctx, session.user.id).totp_enabled:
+        return redirect("/security")
+    return render(request, "disable_confirm.html", username=session.user.username)
+
+
+@router.post("/security/totp/disable")
+def disable_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
+    enrollment.disable_totp(ctx, session.user.id)
+    return redirect("/security", "disabled")
