@@ -69,9 +69,7 @@ def test_malformed_login_bodies_get_a_422(client: TestClient, body: bytes) -> No
         "İ",
     ],
 )
-def test_odd_unicode_usernames_are_answered_not_crashed(
-    client: TestClient, runtime: Runtime, username: str
-) -> None:
+def test_odd_unicode_usernames_are_answered_not_crashed(client: TestClient, runtime: Runtime, username: str) -> None:
     make_user(runtime.services)
     response = client.post("/api/v1/auth/login", json={"username": username, "password": "wrong password"})
     assert_error(response, 401, "invalid_credentials")

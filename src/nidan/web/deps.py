@@ -48,7 +48,6 @@ def session_cookie_name(request: Request) -> str:
     return SECURE_SESSION_COOKIE if cookies_secure(request) else SESSION_COOKIE
 
 
-
 def current_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
     token = bearer_token(request)
     if token is None:
