@@ -1,0 +1,128 @@
+"""``nidan serve``: prepare storage, print where to go (a setup link while no administrator exists), run uvicorn."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from nidan import __version__
+from nidan.bootstrap import Runtime
+from nidan.config import Settings
+from nidan.services import setup
+from nidan.services.setup import SETUP_TOKEN_LIFETIME
+
+from .common import CliState, reporting_errors, runtime_for, settings_for, state_of
+
+#: The web face's factory, for worker processes that build their own runtime from the environment.
+WORKER_FACTORY = "nidan.web.app:app_from_environment"
+
+
+def base_url(settings: Settings, host: str, port: int) -> str:
+    """Where people open nidan: ``public_url`` when set, else the address we listen on."""
+    if settings.server.public_url:
+        return settings.server.public_url.rstrip("/") + "/"
+    if host in ("0.0.0.0", ""):  # noqa: S104 - naming the wildcard, not binding to it
+        shown = "127.0.0.1"
+    elif host == "::":
+        shown = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        shown = f"[{host}]"
+    else:
+        shown = host
+    return f"http://{shown}:{port}/"
+
+
+def describe_database(runtime: Runtime) -> str:
+    url = runtime.engine.url
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite, {url.database}"
+    return f"{url.get_backend_name()}, {url.render_as_string(hide_password=True)}"
+
+
+def banner(runtime: Runtime, *, host: str, port: int, workers: int, setup_token: str | None) -> str:
+    settings = runtime.settings
+    url = base_url(settings, host, port)
+    hours = int(SETUP_TOKEN_LIFETIME.total_seconds() // 3600)
+    lines = [
+        f"nidan {__version__}",
+        f"  Data directory: {settings.data_dir.resolve()}",
+        f"  Keys:           {settings.resolved_keys_dir.resolve()}  (back them up: without them no TOTP secret "
+        "can be opened)",
+        f"  Database:       {describe_database(runtime)}",
+        f"  Listening on:   {host}:{port} ({workers} worker{'s' if workers != 1 else ''})",
+        "",
+        f"nidan is at {url}",
+    ]
+    if setup_token is not None:
+        lines += [
+            "No administrator exists yet.",
+            f"Create the first administrator: {url}setup?token={setup_token}",
+            f"The link works once and expires in {hours} hours. While no administrator exists, every start prints "
+            "a new link and the previous one stops working.",
+        ]
+    else:
+        lines.append(f"Sign in at {url}")
+    return "\n".join(lines)
+
+
+def export_for_workers(state: CliState, settings: Settings) -> None:
+    """Worker processes rebuild settings from the environment: hand them the same, as absolute values."""
+    os.environ["NIDAN_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["NIDAN_DATABASE_URL"] = settings.resolved_database_url
+    if settings.keys_dir is not None:
+        os.environ["NIDAN_KEYS_DIR"] = str(settings.keys_dir.resolve())
+    config = state.config_path()
+    if config.exists():
+        os.environ["NIDAN_CONFIG"] = str(config.resolve())
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: server.host, 127.0.0.1).", show_default=False)
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to listen on (default: server.port, 8000).", show_default=False),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Worker processes (default: server.workers, 1).", show_default=False),
+    ] = None,
+) -> None:
+    """Run the web server (API and pages). Creates the data directory and keys and migrates the database first."""
+    state = state_of(ctx)
+    with reporting_errors():
+        settings = settings_for(state)
+        host = host if host is not None else settings.server.host
+        port = port if port is not None else settings.server.port
+        workers = workers if workers is not None else settings.server.workers
+        runtime = runtime_for(settings)
+        token = setup.issue_setup_token(runtime.services) if setup.needs_setup(runtime.services) else None
+    typer.echo(banner(runtime, host=host, port=port, workers=workers, setup_token=token))
+    sys.stdout.flush()
+    # Proxy headers are not trusted until trusted proxies can be configured: the peer address is the client.
+    if workers == 1:
+        # The web face's own composition root wires the app around the runtime we just built.
+        from nidan.web.app import create_app
+
+        try:
+            uvicorn.run(create_app(runtime=runtime), host=host, port=port, proxy_headers=False, server_header=False)
+        finally:
+            runtime.engine.dispose()
+        return
+    runtime.engine.dispose()
+    export_for_workers(state, settings)
+    uvicorn.run(
+        WORKER_FACTORY,
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        proxy_headers=False,
+        server_header=False,
+    )

@@ -1,0 +1,126 @@
+"""``nidan user ...``: add users, list them, set a password."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from nidan.core.models import InstanceRole, User
+from nidan.errors import InvalidInput
+from nidan.services import accounts, enrollment
+
+from .common import opened_runtime
+
+app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of standard input instead of prompting.",
+    ),
+]
+
+
+def read_password(from_stdin: bool) -> str:
+    if not from_stdin:
+        password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return password
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise InvalidInput("No password on standard input: pass it as the first line, e.g. `printf '%s\\n' …`.")
+    return password
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if moment else "never"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
+
+
+def render_table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="1-64 characters: a-z, 0-9, '.', '_', '-'; case-insensitive.")],
+    email: Annotated[str, typer.Option("--email", help="The user's email address.")],
+    password_stdin: PasswordStdin = False,
+    role: Annotated[InstanceRole, typer.Option("--role", help="admin manages the instance.")] = InstanceRole.MEMBER,
+) -> None:
+    """Create a user. Without --password-stdin, asks for the password twice."""
+    with opened_runtime(ctx) as runtime:
+        password = read_password(password_stdin)
+        user = accounts.create_user(runtime.services, username=username, email=email, password=password, role=role)
+    typer.echo(f"Created {user.role.value} {user.username} <{user.email}>.")
+
+
+def _two_factor(user: User, states: dict[int, enrollment.SecurityState]) -> bool:
+    return states[user.id].totp_enabled
+
+
+@app.command("list")
+def list_users(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+) -> None:
+    """List every user with their role, 2FA state and last sign-in (times in UTC)."""
+    with opened_runtime(ctx) as runtime:
+        users = list(accounts.list_users(runtime.services))
+        states = {user.id: enrollment.security_state(runtime.services, user.id) for user in users}
+    if as_json:
+        records = [
+            {
+                "username": user.username,
+                "email": user.email,
+                "role": user.role.value,
+                "two_factor": _two_factor(user, states),
+                "recovery_codes_remaining": states[user.id].recovery_codes_remaining,
+                "created_at": _iso(user.created_at),
+                "last_sign_in_at": _iso(user.last_sign_in_at),
+            }
+            for user in users
+        ]
+        typer.echo(json.dumps(records, indent=2))
+        return
+    if not users:
+        typer.echo("No users yet. Add one with `nidan user add USERNAME --email EMAIL`.")
+        return
+    rows = [["USERNAME", "EMAIL", "ROLE", "2FA", "CREATED (UTC)", "LAST SIGN-IN (UTC)"]]
+    rows += [
+        [
+            user.username,
+            user.email,
+            user.role.value,
+            "on" if _two_factor(user, states) else "off",
+            _when(user.created_at),
+            _when(user.last_sign_in_at),
+        ]
+        for user in users
+    ]
+    typer.echo(render_table(rows))
+
+
+@app.command("passwd")
+def passwd(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose password to set.")],
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Set a user's password and sign them out everywhere."""
+    with opened_runtime(ctx) as runtime:
+        user = accounts.find_user(runtime.services, username)
+        password = read_password(password_stdin)
+        ended = accounts.set_password(runtime.services, username=username, password=password)
+    plural = "session" if ended == 1 else "sessions"
+    typer.echo(f"Password changed for {user.username}; {ended} {plural} ended (signed out everywhere).")
