@@ -71,6 +71,6 @@ def build_runtime(
         issuer=security.issuer,
         session_lifetime=timedelta(hours=security.session_lifetime_hours),
         mfa_token_lifetime=timedelta(seconds=security.mfa_token_lifetime_seconds),
-        mfa_token_max_failures=security.mfa_token_max_failures,
+        mfa_token_max_attempts=security.mfa_token_max_attempts,
     )
     return Runtime(settings=settings, engine=engine, services=services)

@@ -49,8 +49,8 @@ class SecuritySettings(_Section):
     issuer: str = Field(default="nidan", min_length=1, max_length=64)
     session_lifetime_hours: int = Field(default=12, ge=1, le=24 * 30)
     mfa_token_lifetime_seconds: int = Field(default=300, ge=30, le=3600)
-    #: Wrong codes one sign-in attempt (mfa_token) may take before the password must be entered again.
-    mfa_token_max_failures: int = Field(default=5, ge=1, le=100)
+    #: Codes one sign-in attempt (mfa_token) may try before the password must be entered again.
+    mfa_token_max_attempts: int = Field(default=5, ge=1, le=100)
     #: argon2id cost for passwords and recovery codes (OWASP: 19 MiB, 2 passes, 1 lane).
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024)
     argon2_time_cost: int = Field(default=2, ge=1)
@@ -91,10 +91,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigurationError(f"The configuration file {path} does not exist.")
     top = {k: v for k, v in document.items() if k not in Settings.SECTIONS}
     top.update(overrides)
-    sections: dict[str, Any] = {
-        name: section_cls(**document.get(name, {})) for name, section_cls in Settings.SECTIONS.items()
-    }
     try:
+        sections: dict[str, Any] = {
+            name: section_cls(**document.get(name, {})) for name, section_cls in Settings.SECTIONS.items()
+        }
         return Settings(**top, **sections)
     except ValueError as exc:
         raise ConfigurationError(f"The configuration is not valid: {exc}") from exc

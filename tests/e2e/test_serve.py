@@ -7,183 +7,23 @@ migrations that ``serve`` applies on first start are exercised too.
 
 from __future__ import annotations
 
-import os
-import queue
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from nidan.bootstrap import build_runtime
 from nidan.config import SecuritySettings, ServerSettings, Settings
 from nidan.errors import SetupTokenInvalid
 from nidan.services import setup
-from tests.conftest import BACKENDS, FAST_SECURITY, PostgresDatabases
+from tests.conftest import FAST_SECURITY
+from tests.e2e.support import PASSWORD, SETUP_LINE, Server, free_port, nidan, oathtool_code, oathtool_path
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "correct horse battery"
-START_TIMEOUT = 60.0
-SETUP_LINE = re.compile(
-    r"^Create the first administrator: (http://127\.0\.0\.1:(\d+)/setup\?token=([A-Za-z0-9_-]{43}))$"
-)
-
-
-def oathtool_path() -> str:
-    # Called in the test body, not a fixture: a missing client is a FAILURE, not a skip or an error.
-    path = shutil.which("oathtool")
-    if path is None:
-        pytest.fail(
-            "oathtool is not installed: the end-to-end sign-in test needs the real client "
-            "(Debian/Ubuntu: apt-get install oathtool; scripts/test installs it)"
-        )
-    return path
-
-
-def oathtool_code(secret: str, at: datetime | None = None) -> str:
-    command = [oathtool_path(), "--totp", "-b"]
-    if at is not None:
-        command += ["--now", at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")]
-    result = subprocess.run([*command, secret], capture_output=True, text=True, check=False, timeout=10)
-    assert result.returncode == 0, result.stderr
-    code = result.stdout.strip()
-    assert re.fullmatch(r"\d{6}", code), code
-    return code
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture(params=BACKENDS)
-def environment(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresDatabases | None
-) -> Iterator[dict[str, str]]:
-    """The environment of every ``nidan`` process of one test: its own data directory and database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NIDAN_") or k == "NIDAN_TEST_DATABASE_URL"}
-    env.update(
-        NIDAN_DATA_DIR=str(tmp_path / "data"),
-        NIDAN_CONFIG=str(tmp_path / "no-such-nidan.toml"),
-        NIDAN_SECURITY_ARGON2_MEMORY_KIB=str(FAST_SECURITY["argon2_memory_kib"]),
-        NIDAN_SECURITY_ARGON2_TIME_COST=str(FAST_SECURITY["argon2_time_cost"]),
-        PYTHONUNBUFFERED="1",
-    )
-    if request.param == "sqlite":
-        yield env
-        return
-    assert postgres is not None
-    name = f"nidan_e2e_{uuid.uuid4().hex[:12]}"
-    with postgres.admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))  # empty: serve must migrate it
-    env["NIDAN_DATABASE_URL"] = postgres.url_for(name)
-    yield env
-    postgres.drop(name)
-
-
-def nidan(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nidan", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
-
-
-class Server:
-    """``nidan serve`` in its own process group; stdout is read as it comes, stderr goes to a file."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.stderr_path = log_dir / f"serve-{self.port}.stderr"
-        self._stderr = self.stderr_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "nidan", "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        assert self.process.stdout is not None
-        threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
-
-    def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.put(line.rstrip("\n"))
-
-    def describe(self) -> str:
-        return "stdout:\n" + "\n".join(self.seen) + "\nstderr:\n" + self.stderr_path.read_text()
-
-    def wait_for_line(self, pattern: re.Pattern[str], timeout: float = START_TIMEOUT) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    pytest.fail(f"nidan serve exited with {self.process.returncode}\n{self.describe()}")
-                continue
-            self.seen.append(line)
-            found = pattern.search(line)
-            if found:
-                return found
-        pytest.fail(f"nidan serve did not print {pattern.pattern!r} in {timeout} s\n{self.describe()}")
-
-    def wait_until_healthy(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"nidan serve exited with {self.process.returncode}\n{self.describe()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"nidan serve did not answer /healthz in {timeout} s\n{self.describe()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
-        self._stderr.close()
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -243,6 +83,13 @@ def test_serve_prints_setup_links_and_signs_in_with_oathtool_codes(environment: 
         listed = nidan(environment, "user", "list")
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.splitlines()[1].split()[:4] == ["Bob", "bob@example.com", "member", "on"]
+
+        # Opening the setup link is logged without its token: only the banner ever shows it.
+        opened = httpx.get(f"{server.url}/setup?token={new_link.group(3)}", timeout=30)
+        assert opened.status_code == 200
+        server.wait_for_line(re.compile(r'"GET /setup\?\[redacted\] HTTP/1\.1" 200'))
+    logged = [line for line in server.describe().splitlines() if new_link.group(3) in line]
+    assert len(logged) == 1 and logged[0].startswith("Create the first administrator"), logged
 
 
 def check_old_setup_link_is_dead(environment: dict[str, str], token: str) -> None:

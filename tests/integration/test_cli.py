@@ -342,6 +342,8 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
 
     def record(*args: Any, **kwargs: Any) -> None:
         environment = {name: value for name, value in os.environ.items() if name.startswith("NIDAN_")}
+        # Every run logs access through the filter that keeps query strings (setup tokens) out of the log.
+        assert kwargs.pop("log_config")["handlers"]["access"]["filters"] == ["redact_query"]
         calls.append((args, {**kwargs, "environment": environment}))
 
     monkeypatch.setattr(uvicorn, "run", record)

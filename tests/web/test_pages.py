@@ -353,7 +353,7 @@ def test_too_many_wrong_codes_end_the_attempt(client: TestClient, runtime: Runti
     enable_totp_on_page(client, ctx)
     sign_out(client)
     sign_in(client)
-    for _ in range(ctx.mfa_token_max_failures):
+    for _ in range(ctx.mfa_token_max_attempts):
         assert verify(client, "not-a-code", method="recovery_code").status_code == 401
     last = verify(client, "999999")
     assert last.headers["location"] == "/login?notice=mfa_expired"

@@ -7,7 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from nidan import __version__
 from nidan.bootstrap import Runtime
@@ -18,7 +17,6 @@ from nidan.services.setup import SETUP_TOKEN_LIFETIME
 from .common import CliState, reporting_errors, runtime_for, settings_for, state_of
 
 #: The web face's factory, for worker processes that build their own runtime from the environment.
-WORKER_FACTORY = "nidan.web.app:app_from_environment"
 
 
 def base_url(settings: Settings, host: str, port: int) -> str:
@@ -105,24 +103,10 @@ def serve(
         token = setup.issue_setup_token(runtime.services) if setup.needs_setup(runtime.services) else None
     typer.echo(banner(runtime, host=host, port=port, workers=workers, setup_token=token))
     sys.stdout.flush()
-    # Proxy headers are not trusted until trusted proxies can be configured: the peer address is the client.
-    if workers == 1:
-        # The web face's own composition root wires the app around the runtime we just built.
-        from nidan.web.app import create_app
+    if workers > 1:
+        runtime.engine.dispose()
+        export_for_workers(state, settings)
+    # The web face owns running itself; imported here so other commands never load the web stack.
+    from nidan.web import server
 
-        try:
-            uvicorn.run(create_app(runtime=runtime), host=host, port=port, proxy_headers=False, server_header=False)
-        finally:
-            runtime.engine.dispose()
-        return
-    runtime.engine.dispose()
-    export_for_workers(state, settings)
-    uvicorn.run(
-        WORKER_FACTORY,
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        proxy_headers=False,
-        server_header=False,
-    )
+    server.run(runtime, host=host, port=port, workers=workers)

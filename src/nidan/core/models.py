@@ -63,6 +63,8 @@ class RecoveryCodeSet:
     id: int
     user_id: int
     salt: bytes = field(repr=False)
+    #: The argon2id cost the set was hashed with (``recovery.encode_parameters``).
+    hash_parameters: str
     created_at: datetime
     #: (position, digest) of the codes not used yet.
     unused: tuple[tuple[int, bytes], ...] = field(repr=False)
@@ -81,7 +83,7 @@ class MfaChallenge:
     id: int
     user_id: int
     expires_at: datetime
-    failed_attempts: int
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True)

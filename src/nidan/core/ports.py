@@ -68,7 +68,7 @@ class TotpRepository(Protocol):
 class RecoveryCodeRepository(Protocol):
     def get_current(self, user_id: int) -> RecoveryCodeSet | None: ...
 
-    def replace(self, user_id: int, salt: bytes, digests: Sequence[bytes], at: datetime) -> None:
+    def replace(self, user_id: int, salt: bytes, hash_parameters: str, digests: Sequence[bytes], at: datetime) -> None:
         """Revoke every earlier set of the user and store a new one."""
         ...
 
@@ -97,13 +97,14 @@ class SessionRepository(Protocol):
 
 class MfaChallengeRepository(Protocol):
     def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None: ...
-    def get_valid(self, token_hash: bytes, now: datetime, max_failures: int) -> MfaChallenge | None: ...
+    def claim_attempt(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
+        """Count one attempt on a live challenge, atomically, and return it; ``None`` if it is spent, expired or
+        out of attempts. The row stays locked until the transaction ends, so attempts on one token queue up."""
+        ...
 
     def consume(self, challenge_id: int, at: datetime) -> bool:
         """Spend the challenge, atomically; ``False`` if another request spent it first."""
         ...
-
-    def record_failure(self, challenge_id: int) -> None: ...
 
 
 class SetupTokenRepository(Protocol):

@@ -33,6 +33,24 @@ class HashParameters:
     digest_bytes: int = 32
 
 
+def encode_parameters(params: HashParameters) -> str:
+    """The cost a set was hashed with, stored beside it so changing the settings never breaks issued codes."""
+    return f"argon2id$m={params.memory_cost_kib},t={params.time_cost},p={params.parallelism},l={params.digest_bytes}"
+
+
+def decode_parameters(text: str) -> HashParameters:
+    scheme, _, rest = text.partition("$")
+    values = dict(part.split("=", 1) for part in rest.split(","))
+    if scheme != "argon2id" or set(values) != {"m", "t", "p", "l"}:
+        raise ValueError(f"unknown recovery-code hash parameters: {text!r}")
+    return HashParameters(
+        memory_cost_kib=int(values["m"]),
+        time_cost=int(values["t"]),
+        parallelism=int(values["p"]),
+        digest_bytes=int(values["l"]),
+    )
+
+
 def generate_codes(random_bytes: Callable[[int], bytes], count: int = CODES_PER_SET) -> list[str]:
     codes: list[str] = []
     seen: set[str] = set()

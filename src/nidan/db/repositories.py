@@ -194,15 +194,16 @@ class SqlRecoveryCodeRepository(_Repository):
             id=row.id,
             user_id=row.user_id,
             salt=row.salt,
+            hash_parameters=row.hash_parameters,
             created_at=row.created_at,
             unused=tuple((code.position, code.digest) for code in codes),
         )
 
-    def replace(self, user_id: int, salt: bytes, digests: Sequence[bytes], at: datetime) -> None:
+    def replace(self, user_id: int, salt: bytes, hash_parameters: str, digests: Sequence[bytes], at: datetime) -> None:
         self.revoke_all(user_id, at)
         set_id = self._c.execute(
             insert(t.recovery_code_sets)
-            .values(user_id=user_id, salt=salt, created_at=at)
+            .values(user_id=user_id, salt=salt, hash_parameters=hash_parameters, created_at=at)
             .returning(t.recovery_code_sets.c.id)
         ).scalar_one()
         self._c.execute(
@@ -283,9 +284,8 @@ class SqlSessionRepository(_Repository):
 
     def revoke_all_for_user(self, user_id: int, at: datetime) -> int:
         c = t.sessions.c
-        return self._c.execute(
-            update(t.sessions).where(c.user_id == user_id, c.revoked_at.is_(None)).values(revoked_at=at)
-        ).rowcount
+        live = (c.user_id == user_id, c.revoked_at.is_(None), c.expires_at > at)
+        return self._c.execute(update(t.sessions).where(*live).values(revoked_at=at)).rowcount
 
 
 class SqlMfaChallengeRepository(_Repository):
@@ -296,25 +296,21 @@ class SqlMfaChallengeRepository(_Repository):
                 token_hash=token_hash,
                 created_at=at,
                 expires_at=expires_at,
-                failed_attempts=0,
+                attempts=0,
             )
         )
 
-    def get_valid(self, token_hash: bytes, now: datetime, max_failures: int) -> MfaChallenge | None:
+    def claim_attempt(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
         c = t.mfa_challenges.c
         row = self._c.execute(
-            select(c.id, c.user_id, c.expires_at, c.failed_attempts).where(
-                c.token_hash == token_hash,
-                c.used_at.is_(None),
-                c.expires_at > now,
-                c.failed_attempts < max_failures,
-            )
+            update(t.mfa_challenges)
+            .where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now, c.attempts < max_attempts)
+            .values(attempts=c.attempts + 1)
+            .returning(c.id, c.user_id, c.expires_at, c.attempts)
         ).first()
         if row is None:
             return None
-        return MfaChallenge(
-            id=row.id, user_id=row.user_id, expires_at=row.expires_at, failed_attempts=row.failed_attempts
-        )
+        return MfaChallenge(id=row.id, user_id=row.user_id, expires_at=row.expires_at, attempts=row.attempts)
 
     def consume(self, challenge_id: int, at: datetime) -> bool:
         c = t.mfa_challenges.c
@@ -322,12 +318,6 @@ class SqlMfaChallengeRepository(_Repository):
             update(t.mfa_challenges).where(c.id == challenge_id, c.used_at.is_(None)).values(used_at=at)
         )
         return result.rowcount == 1
-
-    def record_failure(self, challenge_id: int) -> None:
-        c = t.mfa_challenges.c
-        self._c.execute(
-            update(t.mfa_challenges).where(c.id == challenge_id).values(failed_attempts=c.failed_attempts + 1)
-        )
 
 
 class SqlSetupTokenRepository(_Repository):

@@ -113,6 +113,7 @@ recovery_code_sets = Table(
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("salt", LargeBinary, nullable=False),
+    Column("hash_parameters", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
     Index("ix_recovery_code_sets_user_id", "user_id"),
@@ -152,7 +153,8 @@ mfa_challenges = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
-    Column("failed_attempts", Integer, nullable=False, server_default=text("0")),
+    #: Codes tried with this token; capped, so one password entry buys only a few guesses.
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
 )
 
 setup_tokens = Table(

@@ -24,7 +24,7 @@ class ServiceContext:
     issuer: str
     session_lifetime: timedelta
     mfa_token_lifetime: timedelta
-    mfa_token_max_failures: int
+    mfa_token_max_attempts: int
 
     def hash_token(self, token: str, purpose: str) -> bytes:
         return token_hash(self.hash_key, token, purpose=purpose)

@@ -73,7 +73,7 @@ def _check_recovery_code(ctx: ServiceContext, uow: UnitOfWork, user_id: int, cod
     current = uow.recovery_codes.get_current(user_id)
     if normalized is None or current is None or not current.unused:
         return FactorCheck(ok=False, method=Method.RECOVERY_CODE)
-    candidate = recovery.digest(normalized, current.salt, ctx.recovery_hash)
+    candidate = recovery.digest(normalized, current.salt, recovery.decode_parameters(current.hash_parameters))
     position = recovery.find_position(candidate, current.unused)
     if position is not None and uow.recovery_codes.consume(current.id, position, ctx.clock.now()):
         return FactorCheck(ok=True, method=Method.RECOVERY_CODE, position=position)
@@ -90,5 +90,6 @@ def new_recovery_codes(ctx: ServiceContext, uow: UnitOfWork, user_id: int) -> li
     codes = recovery.generate_codes(ctx.random_bytes)
     salt = ctx.random_bytes(recovery.SALT_BYTES)
     digests = [recovery.digest(recovery.normalize(c) or "", salt, ctx.recovery_hash) for c in codes]
-    uow.recovery_codes.replace(user_id, salt, digests, ctx.clock.now())
+    parameters = recovery.encode_parameters(ctx.recovery_hash)
+    uow.recovery_codes.replace(user_id, salt, parameters, digests, ctx.clock.now())
     return codes

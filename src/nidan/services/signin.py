@@ -87,14 +87,14 @@ def complete_mfa(
         raise MfaTokenInvalid()
     token_hash = ctx.hash_token(mfa_token, MFA_PURPOSE)
     with ctx.uow() as uow:
-        challenge = uow.mfa_challenges.get_valid(token_hash, ctx.clock.now(), ctx.mfa_token_max_failures)
+        challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
         if challenge is None:
             raise MfaTokenInvalid()
         if method not in factors.available_methods(uow, challenge.user_id):
+            uow.commit()  # the attempt still counts
             raise MethodNotAvailable()
         result = factors.check(ctx, uow, challenge.user_id, method, code)
         if not result.ok:
-            uow.mfa_challenges.record_failure(challenge.id)
             # Recorded for the user and admins to see later; never told here, where it would help an attacker.
             factors.record_clock_observation(ctx, uow, challenge.user_id, result)
             uow.commit()
