@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from nidan.bootstrap import Runtime, build_runtime
 from nidan.cli import serve as serve_module
 from nidan.cli.main import app
 from nidan.config import Settings
-from nidan.core.models import ClientInfo, InstanceRole
-from nidan.errors import AuthenticationRequired, InvalidCredentials, SetupTokenInvalid
+from nidan.core.models import ClientInfo, InstanceRole, Method
+from nidan.errors import AuthenticationRequired, InvalidCode, InvalidCredentials, SetupTokenInvalid
 from nidan.services import enrollment, setup, signin
 from tests.conftest import FAST_SECURITY
 from tests.helpers import PASSWORD, code_at, make_user
@@ -179,6 +180,34 @@ def test_user_list_when_empty(nidan: Invoke) -> None:
     result = nidan("user", "list")
     assert result.exit_code == 0
     assert "No users yet" in result.stdout
+
+
+def test_user_show_tells_an_admin_about_a_drifting_phone_clock(nidan: Invoke, runtime: Runtime) -> None:
+    ctx = runtime.services
+    ctx.clock.set(datetime.now(UTC))  # type: ignore[attr-defined]  # the command looks at the last 30 days
+    bob = make_user(ctx, "bob")
+    secret = enrollment.start_totp(ctx, bob).secret
+    enrollment.activate_totp(ctx, bob.id, code_at(secret, ctx))
+    attempt = signin.login(ctx, username="bob", password=PASSWORD, client=CLIENT)
+    assert isinstance(attempt, signin.MfaRequired)
+    with pytest.raises(InvalidCode):  # the phone is 8 minutes behind
+        signin.complete_mfa(
+            ctx, mfa_token=attempt.mfa_token, method=Method.TOTP, code=code_at(secret, ctx, -16), client=CLIENT
+        )
+
+    shown = nidan("user", "show", "BOB")
+    assert shown.exit_code == 0, shown.output
+    assert "Two-step:        on since" in shown.stdout
+    assert "Recovery codes:  16 left" in shown.stdout
+    assert "about 8 min behind" in shown.stdout
+    record = json.loads(nidan("user", "show", "bob", "--json").stdout)
+    assert record["two_factor"] is True
+    assert [o["offset_seconds"] for o in record["clock_observations"]] == [-480]
+
+    make_user(ctx, "carol")
+    plain = nidan("user", "show", "carol").stdout
+    assert "Two-step:        off" in plain and "no drift seen" in plain
+    assert_refused(nidan("user", "show", "nobody"), "user_not_found")
 
 
 def test_user_list_shows_role_two_factor_and_sign_in(nidan: Invoke, runtime: Runtime) -> None:

@@ -1,4 +1,4 @@
-"""``nidan user ...``: add users, list them, set a password."""
+"""``nidan user ...``: add users, list them, show one, set a password."""
 
 from __future__ import annotations
 
@@ -109,6 +109,51 @@ def list_users(
         for user in users
     ]
     typer.echo(render_table(rows))
+
+
+def _clock_note(offset_seconds: int) -> str:
+    minutes = round(abs(offset_seconds) / 60)
+    return f"about {minutes} min {'ahead' if offset_seconds > 0 else 'behind'}"
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose account to show.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Show one user's second-factor state and the device-clock drift seen at their recent sign-ins."""
+    with opened_runtime(ctx) as runtime:
+        user = accounts.find_user(runtime.services, username)
+        state = enrollment.security_state(runtime.services, user.id)
+    observations = [(o.observed_at, o.offset_seconds) for o in state.clock_observations]
+    if as_json:
+        record = {
+            "username": user.username,
+            "email": user.email,
+            "role": user.role.value,
+            "created_at": _iso(user.created_at),
+            "last_sign_in_at": _iso(user.last_sign_in_at),
+            "two_factor": state.totp_enabled,
+            "totp_activated_at": _iso(state.totp_activated_at),
+            "recovery_codes_remaining": state.recovery_codes_remaining,
+            "clock_observations": [{"observed_at": _iso(at), "offset_seconds": off} for at, off in observations],
+        }
+        typer.echo(json.dumps(record, indent=2))
+        return
+    lines = [
+        f"User:            {user.username} <{user.email}> ({user.role.value})",
+        f"Created:         {_when(user.created_at)} UTC",
+        f"Last sign-in:    {_when(user.last_sign_in_at)}{' UTC' if user.last_sign_in_at else ''}",
+        "Two-step:        " + (f"on since {_when(state.totp_activated_at)} UTC" if state.totp_enabled else "off"),
+        f"Recovery codes:  {state.recovery_codes_remaining} left" if state.totp_enabled else "Recovery codes:  none",
+    ]
+    if observations:
+        lines.append("Device clock off at recent sign-ins (a wrong code that matched another time):")
+        lines += [f"  {_when(at)} UTC  {_clock_note(off)}" for at, off in observations]
+    else:
+        lines.append("Device clock:    no drift seen in the last 30 days")
+    typer.echo("\n".join(lines))
 
 
 @app.command("passwd")
