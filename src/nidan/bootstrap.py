@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from nidan.adapters.clock import SystemClock
 from nidan.adapters.keyfiles import Keys, create_keys_if_missing, load_keys
@@ -17,7 +18,7 @@ from nidan.core.recovery import HashParameters
 from nidan.db import engine as db_engine
 from nidan.db import tables
 from nidan.db.uow import SqlUnitOfWorkFactory
-from nidan.errors import KeyMissing
+from nidan.errors import ConfigurationError, KeyMissing
 from nidan.services.context import ServiceContext
 
 
@@ -51,7 +52,19 @@ def check_keys_cover_data(engine: Engine, keys: Keys) -> None:
 def build_runtime(
     settings: Settings, *, clock: Clock | None = None, random_bytes: RandomSource | None = None
 ) -> Runtime:
-    engine = prepare_storage(settings)
+    """Everything a face needs; an unusable database or data directory is a ``ConfigurationError`` that says so."""
+    try:
+        engine = prepare_storage(settings)
+    except SQLAlchemyError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigurationError(
+            f"The database cannot be used: {reason}. Check NIDAN_DATABASE_URL (or database_url in nidan.toml) "
+            "and that the database server is running."
+        ) from exc
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The data directory {settings.data_dir} cannot be prepared: {exc}. Check the path and its permissions."
+        ) from exc
     keys = load_keys(settings.resolved_keys_dir)
     check_keys_cover_data(engine, keys)
     security = settings.security

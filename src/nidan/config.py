@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from nidan.errors import ConfigurationError
@@ -96,5 +96,22 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             name: section_cls(**document.get(name, {})) for name, section_cls in Settings.SECTIONS.items()
         }
         return Settings(**top, **sections)
-    except ValueError as exc:
-        raise ConfigurationError(f"The configuration is not valid: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigurationError(describe_invalid_settings(exc)) from exc
+
+
+_SECTION_OF_MODEL = {"Settings": "", "ServerSettings": "server", "SecuritySettings": "security"}
+
+
+def describe_invalid_settings(exc: ValidationError) -> str:
+    """One line per problem, named as in nidan.toml and as the environment variable that sets it."""
+    section = _SECTION_OF_MODEL.get(exc.title, "")
+    problems = []
+    for problem in exc.errors():
+        path = [section, *(str(part) for part in problem["loc"])] if section else [str(p) for p in problem["loc"]]
+        path = [part for part in path if part]
+        key = ".".join(path)
+        env = "NIDAN_" + "_".join(part.upper() for part in path)
+        got = f" (got {problem['input']!r})" if "input" in problem and not isinstance(problem["input"], dict) else ""
+        problems.append(f"{key} ({env}): {problem['msg']}{got}")
+    return "The configuration is not valid: " + "; ".join(problems) + "."

@@ -9,12 +9,12 @@ from typing import Annotated
 import typer
 
 from nidan import __version__
-from nidan.bootstrap import Runtime
-from nidan.config import Settings
+from nidan.bootstrap import Runtime, build_runtime
+from nidan.config import Settings, load_settings
 from nidan.services import setup
 from nidan.services.setup import SETUP_TOKEN_LIFETIME
 
-from .common import CliState, reporting_errors, runtime_for, settings_for, state_of
+from .common import CliState, reporting_errors, state_of
 
 #: The web face's factory, for worker processes that build their own runtime from the environment.
 
@@ -95,11 +95,11 @@ def serve(
     """Run the web server (API and pages). Creates the data directory and keys and migrates the database first."""
     state = state_of(ctx)
     with reporting_errors():
-        settings = settings_for(state)
+        settings = load_settings(state.config)
         host = host if host is not None else settings.server.host
         port = port if port is not None else settings.server.port
         workers = workers if workers is not None else settings.server.workers
-        runtime = runtime_for(settings)
+        runtime = build_runtime(settings)
         token = setup.issue_setup_token(runtime.services) if setup.needs_setup(runtime.services) else None
     typer.echo(banner(runtime, host=host, port=port, workers=workers, setup_token=token))
     sys.stdout.flush()
