@@ -85,5 +85,6 @@ def build_runtime(
         session_lifetime=timedelta(hours=security.session_lifetime_hours),
         mfa_token_lifetime=timedelta(seconds=security.mfa_token_lifetime_seconds),
         mfa_token_max_attempts=security.mfa_token_max_attempts,
+        step_up_window=timedelta(minutes=security.step_up_minutes),
     )
     return Runtime(settings=settings, engine=engine, services=services)

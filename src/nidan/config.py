@@ -5,13 +5,14 @@ Only the composition root (``bootstrap``) reads them; everything else is handed 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from nidan.errors import ConfigurationError
 
@@ -42,6 +43,25 @@ class ServerSettings(_Section):
     public_url: str | None = None
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Reverse proxies whose ``X-Forwarded-For`` is believed (addresses or CIDRs; env: comma-separated).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from exc
+        return value
 
 
 class SecuritySettings(_Section):
@@ -55,6 +75,22 @@ class SecuritySettings(_Section):
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024)
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_parallelism: int = Field(default=1, ge=1)
+    #: Sensitive actions need a verification (sign-in or step-up) made within this many minutes.
+    step_up_minutes: int = Field(default=10, ge=1, le=24 * 60)
+
+
+class RateLimitSettings(_Section):
+    """Exponential backoff after consecutive failures (the Atlassian Data Center rule)."""
+
+    model_config = SettingsConfigDict(env_prefix="NIDAN_RATE_LIMIT_", extra="forbid")
+    #: Consecutive failures without a block; the K-th failure with K > T blocks for 2^(K-T-1) s.
+    tolerated_failures: int = Field(default=1, ge=0, le=1000)
+    #: The longest block, in seconds.
+    max_block_seconds: int = Field(default=3600, ge=1)
+    #: After this many consecutive failures the second step stays refused until an admin clears it (NIST 800-63B).
+    hard_limit: int = Field(default=100, ge=2, le=100_000)
+    #: Tolerated failures per client address (many people may share one, behind NAT).
+    ip_tolerated_failures: int = Field(default=20, ge=0, le=100_000)
 
 
 class Settings(_Section):
@@ -66,8 +102,13 @@ class Settings(_Section):
     keys_dir: Path | None = None
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
-    SECTIONS: ClassVar[dict[str, type[_Section]]] = {"server": ServerSettings, "security": SecuritySettings}
+    SECTIONS: ClassVar[dict[str, type[_Section]]] = {
+        "server": ServerSettings,
+        "security": SecuritySettings,
+        "rate_limit": RateLimitSettings,
+    }
 
     @property
     def resolved_database_url(self) -> str:
@@ -100,7 +141,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigurationError(describe_invalid_settings(exc)) from exc
 
 
-_SECTION_OF_MODEL = {"Settings": "", "ServerSettings": "server", "SecuritySettings": "security"}
+_SECTION_OF_MODEL = {
+    "Settings": "",
+    "ServerSettings": "server",
+    "SecuritySettings": "security",
+    "RateLimitSettings": "rate_limit",
+}
 
 
 def describe_invalid_settings(exc: ValidationError) -> str:

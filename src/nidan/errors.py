@@ -21,6 +21,10 @@ what to do next. It never contains a secret.
     │   ├── MethodNotAvailable          method_not_available
     │   └── SetupAlreadyDone            setup_already_done
     ├── CsrfFailed                      csrf_failed
+    ├── Refused
+    │   ├── RateLimited                 rate_limited
+    │   ├── VerificationLocked          verification_locked
+    │   └── ReauthenticationRequired    reauthentication_required
     ├── NotFound                        not_found
     │   └── UserNotFound                user_not_found
     └── ConfigurationError              configuration_error
@@ -138,6 +142,47 @@ class CsrfFailed(NidanError):
     default_message = (
         "This form could not be accepted: it has expired or was sent from another site. Go back, reload the page "
         "and try again."
+    )
+
+
+class Refused(NidanError):
+    """The request is understood but not allowed now; nothing was evaluated."""
+
+    code = "refused"
+    default_message = "This is not allowed right now."
+
+
+class RateLimited(Refused):
+    """Blocked by the backoff after consecutive failures; answered before anything is checked."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after_seconds: int, message: str | None = None) -> None:
+        self.retry_after_seconds = max(1, retry_after_seconds)
+        seconds = self.retry_after_seconds
+        wait = f"{seconds} second{'s' if seconds != 1 else ''}" if seconds < 120 else f"{-(-seconds // 60)} minutes"
+        super().__init__(
+            message
+            or f"Too many failed attempts. Wait {wait}, then try again. Each further failure doubles the wait; a "
+            "correct attempt resets it."
+        )
+
+
+class VerificationLocked(Refused):
+    """The hard cap of consecutive failures was reached: only an administrator can lift it."""
+
+    code = "verification_locked"
+    default_message = (
+        "Verification is locked for this account after too many failed attempts. Contact your administrator: they "
+        "can unlock it after checking that it is really you."
+    )
+
+
+class ReauthenticationRequired(Refused):
+    code = "reauthentication_required"
+    default_message = (
+        "Confirm it is you before changing security settings: verify with a code from your authenticator app (or "
+        "your password, if two-step verification is off) at POST /api/v1/auth/reauth, then try again."
     )
 
 

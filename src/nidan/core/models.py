@@ -76,6 +76,8 @@ class SessionRecord:
     user_id: int
     created_at: datetime
     expires_at: datetime
+    #: When the holder last proved who they are: at sign-in, then at each step-up.
+    verified_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +101,5 @@ class ClientInfo:
 
     ip: str | None = None
     user_agent: str | None = None
+    #: The request's correlation id, so audit events and support reports meet.
+    correlation_id: str | None = None

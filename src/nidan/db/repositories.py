@@ -259,6 +259,7 @@ class SqlSessionRepository(_Repository):
                     expires_at=expires_at,
                     client_ip=ip,
                     user_agent=agent[:512] if agent else None,
+                    verified_at=at,
                 )
                 .returning(t.sessions.c.id)
             ).scalar_one()
@@ -267,13 +268,19 @@ class SqlSessionRepository(_Repository):
     def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None:
         c = t.sessions.c
         row = self._c.execute(
-            select(c.id, c.user_id, c.created_at, c.expires_at).where(
+            select(c.id, c.user_id, c.created_at, c.expires_at, c.verified_at).where(
                 c.token_hash == token_hash, c.revoked_at.is_(None), c.expires_at > now
             )
         ).first()
         if row is None:
             return None
-        return SessionRecord(id=row.id, user_id=row.user_id, created_at=row.created_at, expires_at=row.expires_at)
+        return SessionRecord(
+            id=row.id,
+            user_id=row.user_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            verified_at=row.verified_at,
+        )
 
     def revoke(self, token_hash: bytes, at: datetime) -> bool:
         c = t.sessions.c

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -141,6 +142,8 @@ sessions = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("client_ip", String(64), nullable=True),
     Column("user_agent", String(512), nullable=True),
+    #: When the holder last proved who they are (sign-in or step-up); sensitive actions need it to be recent.
+    Column("verified_at", UtcDateTime, nullable=True),
     Index("ix_sessions_user_id", "user_id"),
 )
 
@@ -176,4 +179,54 @@ clock_observations = Table(
     Column("offset_seconds", Integer, nullable=False),
     Column("context", String(32), nullable=False),
     Index("ix_clock_observations_user_id", "user_id"),
+)
+
+#: Consecutive verification failures per subject (a user's second factor, a username from one address, an address),
+#: and the block they earned. Updated by compare-and-set on ``version`` so several processes can share it.
+throttles = Table(
+    "throttles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope", String(24), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("blocked_until", UtcDateTime, nullable=True),
+    #: Set at the hard cap (NIST SP 800-63B): refused until an administrator clears it.
+    Column("locked_at", UtcDateTime, nullable=True),
+    Column("version", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("scope", "key", name="uq_throttles_scope_key"),
+)
+
+#: The append-only security event log. Each row's ``hash`` covers its content and the previous row's hash, so an
+#: edited, removed or reordered row breaks the chain. Users are named as well as numbered: the log outlives them.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("event_type", String(48), nullable=False),
+    Column("actor_user_id", Integer, nullable=True),
+    Column("actor_username", String(64), nullable=True),
+    Column("subject_user_id", Integer, nullable=True),
+    Column("subject_username", String(64), nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Column("correlation_id", String(64), nullable=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_events_subject_user_id", "subject_user_id"),
+    Index("ix_audit_events_occurred_at", "occurred_at"),
+    Index("ix_audit_events_event_type", "event_type"),
+)
+
+#: One row: the last event's position and hash. Appending locks it, so concurrent appends form one chain.
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
 )

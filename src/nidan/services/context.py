@@ -25,6 +25,8 @@ class ServiceContext:
     session_lifetime: timedelta
     mfa_token_lifetime: timedelta
     mfa_token_max_attempts: int
+    #: How recent a verification must be for sensitive actions (step-up, "sudo mode").
+    step_up_window: timedelta
 
     def hash_token(self, token: str, purpose: str) -> bytes:
         return token_hash(self.hash_key, token, purpose=purpose)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from nidan.core.models import ClientInfo, Method, User
 from nidan.core.ports import UnitOfWork
@@ -13,6 +14,7 @@ from nidan.errors import (
     InvalidCredentials,
     MethodNotAvailable,
     MfaTokenInvalid,
+    ReauthenticationRequired,
 )
 from nidan.services import factors
 from nidan.services.accounts import username_key
@@ -39,6 +41,8 @@ class MfaRequired:
 class CurrentSession:
     session_id: int
     user: User
+    #: When the holder last proved who they are (sign-in or step-up).
+    verified_at: datetime | None
 
 
 def _open_session(ctx: ServiceContext, uow: UnitOfWork, user: User, client: ClientInfo) -> str:
@@ -117,7 +121,7 @@ def current_session(ctx: ServiceContext, session_token: str) -> CurrentSession:
         user = uow.users.get(session.user_id) if session else None
     if session is None or user is None:
         raise AuthenticationRequired()
-    return CurrentSession(session.id, user)
+    return CurrentSession(session.id, user, session.verified_at)
 
 
 def logout(ctx: ServiceContext, session_token: str) -> None:
@@ -127,3 +131,10 @@ def logout(ctx: ServiceContext, session_token: str) -> None:
         if not uow.sessions.revoke(ctx.hash_token(session_token, SESSION_PURPOSE), ctx.clock.now()):
             raise AuthenticationRequired()
         uow.commit()
+
+
+def require_recent_verification(ctx: ServiceContext, session: CurrentSession) -> None:
+    """Sensitive actions need a verification (sign-in or step-up) within the step-up window."""
+    verified = session.verified_at
+    if verified is None or ctx.clock.now() - verified > ctx.step_up_window:
+        raise ReauthenticationRequired()

@@ -12,6 +12,7 @@ from nidan.bootstrap import Runtime, build_runtime
 from nidan.config import Settings, load_settings
 from nidan.web import pages
 from nidan.web.api.v1 import auth, me
+from nidan.web.client_address import parse_networks
 from nidan.web.correlation import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from nidan.web.problems import install_error_handlers
 
@@ -31,6 +32,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app = FastAPI(title="nidan", version=__version__, description=API_DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.services = runtime.services
     app.state.settings = runtime.settings
+    app.state.trusted_proxies = parse_networks(runtime.settings.server.trusted_proxies)
     install_error_handlers(app, pages.render_error_page)
     app.include_router(auth.router)
     app.include_router(me.router)

@@ -10,6 +10,8 @@ from nidan.core.models import ClientInfo
 from nidan.errors import AuthenticationRequired
 from nidan.services import signin
 from nidan.services.context import ServiceContext
+from nidan.web.client_address import Network, client_address
+from nidan.web.correlation import current_correlation_id
 
 SESSION_COOKIE = "nidan_session"
 SECURE_SESSION_COOKIE = "__Host-nidan_session"
@@ -21,9 +23,14 @@ def services(request: Request) -> ServiceContext:
 
 
 def client_info(request: Request) -> ClientInfo:
-    # Proxy headers are not trusted yet: the peer address is the client (trusted proxies come with backoff).
-    ip = request.client.host if request.client else None
-    return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent", "")[:512] or None)
+    trusted: tuple[Network, ...] = request.app.state.trusted_proxies
+    peer = request.client.host if request.client else None
+    ip = client_address(peer, request.headers.getlist("x-forwarded-for"), trusted)
+    return ClientInfo(
+        ip=ip,
+        user_agent=request.headers.get("user-agent", "")[:512] or None,
+        correlation_id=current_correlation_id() or None,
+    )
 
 
 def bearer_token(request: Request) -> str | None:
@@ -55,6 +62,17 @@ def current_session(request: Request, ctx: Annotated[ServiceContext, Depends(ser
     return signin.current_session(ctx, token)
 
 
+def recently_verified(
+    session: Annotated[signin.CurrentSession, Depends(current_session)],
+    ctx: Annotated[ServiceContext, Depends(services)],
+) -> signin.CurrentSession:
+    """The signed-in session, if it proved who it is within the step-up window; else 403 reauthentication_required."""
+    signin.require_recent_verification(ctx, session)
+    return session
+
+
 Services = Annotated[ServiceContext, Depends(services)]
 Client = Annotated[ClientInfo, Depends(client_info)]
 SignedIn = Annotated[signin.CurrentSession, Depends(current_session)]
+#: A session that verified recently: for sensitive actions (step-up, "sudo mode").
+RecentlyVerified = Annotated[signin.CurrentSession, Depends(recently_verified)]

@@ -26,6 +26,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.NidanError], int]] = [
     (errors.AuthenticationError, 401),
     (errors.StateConflict, 409),
     (errors.CsrfFailed, 403),
+    (errors.RateLimited, 429),
+    (errors.Refused, 403),
     (errors.ConfigurationError, 503),
 ]
 
@@ -58,9 +60,20 @@ def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
     return {"error": body}
 
 
-def problem_response(status: int, code: str, message: str, **extra: object) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="nidan"'} if status == 401 else None
+def problem_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="nidan"')
     return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+def error_headers(error: errors.NidanError) -> dict[str, str]:
+    """Headers an error implies: ``Retry-After`` (whole seconds) while rate limited."""
+    if isinstance(error, errors.RateLimited):
+        return {"Retry-After": str(error.retry_after_seconds)}
+    return {}
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, object]]]:
@@ -82,12 +95,16 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(("/api/", "/openapi", "/auth/")) or request.app.state.error_page is None
 
 
-async def _respond(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
+async def _respond(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
+) -> Response:
     if _wants_json(request):
-        return problem_response(status, code, message, **extra)
+        return problem_response(status, code, message, headers, **extra)
     renderer: ErrorPageRenderer = request.app.state.error_page
     # The page may look up who is signed in (a database read): keep it off the event loop.
-    return await run_in_threadpool(renderer, request, status, code, message)
+    response = await run_in_threadpool(renderer, request, status, code, message)
+    response.headers.update(headers or {})
+    return response
 
 
 def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = None) -> None:
@@ -99,7 +116,7 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = 
         status = status_for(exc)
         if status >= 500:
             log.error("request failed: %s (%s)", exc.code, exc.message)
-        return await _respond(request, status, exc.code, exc.message)
+        return await _respond(request, status, exc.code, exc.message, error_headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
