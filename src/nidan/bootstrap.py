@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from nidan.adapters.clock import SystemClock
 from nidan.adapters.keyfiles import Keys, create_keys_if_missing, load_keys
 from nidan.config import Settings
+from nidan.core.backoff import BackoffPolicy
 from nidan.core.passwords import PasswordHashing
 from nidan.core.ports import Clock, RandomSource
 from nidan.core.recovery import HashParameters
@@ -68,6 +69,7 @@ def build_runtime(
     keys = load_keys(settings.resolved_keys_dir)
     check_keys_cover_data(engine, keys)
     security = settings.security
+    limits = settings.rate_limit
     cost = HashParameters(
         time_cost=security.argon2_time_cost,
         memory_cost_kib=security.argon2_memory_kib,
@@ -86,5 +88,9 @@ def build_runtime(
         mfa_token_lifetime=timedelta(seconds=security.mfa_token_lifetime_seconds),
         mfa_token_max_attempts=security.mfa_token_max_attempts,
         step_up_window=timedelta(minutes=security.step_up_minutes),
+        backoff=BackoffPolicy(limits.tolerated_failures, limits.max_block_seconds, limits.hard_limit),
+        # Passwords are never hard-locked: anyone who knows a username could lock its owner out that way.
+        password_backoff=BackoffPolicy(limits.tolerated_failures, limits.max_block_seconds, None),
+        address_backoff=BackoffPolicy(limits.ip_tolerated_failures, limits.max_block_seconds, None),
     )
     return Runtime(settings=settings, engine=engine, services=services)

@@ -24,7 +24,8 @@ what to do next. It never contains a secret.
     ├── Refused
     │   ├── RateLimited                 rate_limited
     │   ├── VerificationLocked          verification_locked
-    │   └── ReauthenticationRequired    reauthentication_required
+    │   ├── ReauthenticationRequired    reauthentication_required
+    │   └── AdminRequired               admin_required
     ├── NotFound                        not_found
     │   └── UserNotFound                user_not_found
     └── ConfigurationError              configuration_error
@@ -184,6 +185,13 @@ class ReauthenticationRequired(Refused):
         "Confirm it is you before changing security settings: verify with a code from your authenticator app (or "
         "your password, if two-step verification is off) at POST /api/v1/auth/reauth, then try again."
     )
+
+
+class AdminRequired(Refused):
+    """Signed in, but not an instance administrator."""
+
+    code = "admin_required"
+    default_message = "Only an instance administrator can do this. Ask an administrator if you need it done."
 
 
 class NotFound(NidanError):

@@ -187,7 +187,7 @@ def test_user_show_tells_an_admin_about_a_drifting_phone_clock(nidan: Invoke, ru
     ctx.clock.set(datetime.now(UTC))  # type: ignore[attr-defined]  # the command looks at the last 30 days
     bob = make_user(ctx, "bob")
     secret = enrollment.start_totp(ctx, bob).secret
-    enrollment.activate_totp(ctx, bob.id, code_at(secret, ctx))
+    enrollment.activate_totp(ctx, bob, code_at(secret, ctx), client=CLIENT)
     attempt = signin.login(ctx, username="bob", password=PASSWORD, client=CLIENT)
     assert isinstance(attempt, signin.MfaRequired)
     with pytest.raises(InvalidCode):  # the phone is 8 minutes behind
@@ -215,7 +215,7 @@ def test_user_list_shows_role_two_factor_and_sign_in(nidan: Invoke, runtime: Run
     make_user(ctx, "alice", role=InstanceRole.ADMIN)
     bob = make_user(ctx, "bob")
     secret = enrollment.start_totp(ctx, bob).secret
-    enrollment.activate_totp(ctx, bob.id, code_at(secret, ctx))
+    enrollment.activate_totp(ctx, bob, code_at(secret, ctx), client=CLIENT)
     signin.login(ctx, username="alice", password=PASSWORD, client=CLIENT)
 
     result = nidan("user", "list")
@@ -350,7 +350,7 @@ def test_invalid_setting_names_the_variable(nidan: Invoke, command: list[str]) -
 def test_missing_key_is_reported_by_name(nidan: Invoke, runtime: Runtime, settings: Settings) -> None:
     ctx = runtime.services
     alice = make_user(ctx, "alice")
-    enrollment.activate_totp(ctx, alice.id, code_at(enrollment.start_totp(ctx, alice).secret, ctx))
+    enrollment.activate_totp(ctx, alice, code_at(enrollment.start_totp(ctx, alice).secret, ctx), client=CLIENT)
     lost = next(settings.resolved_keys_dir.glob("seal-*.key"))
     lost.unlink()
     (settings.resolved_keys_dir / "primary").unlink()

@@ -8,6 +8,7 @@ import pytest
 
 from nidan.bootstrap import Runtime, build_runtime
 from nidan.config import Settings
+from nidan.core.models import ClientInfo
 from nidan.errors import KeyMissing
 from nidan.services import enrollment
 from tests.helpers import code_at, make_user
@@ -38,7 +39,7 @@ def test_start_refuses_when_sealed_data_names_a_missing_key(runtime: Runtime, se
     ctx = runtime.services
     user = make_user(ctx)
     started = enrollment.start_totp(ctx, user)
-    enrollment.activate_totp(ctx, user.id, code_at(started.secret, ctx))
+    enrollment.activate_totp(ctx, user, code_at(started.secret, ctx), client=ClientInfo())
     runtime.engine.dispose()
     seal_file = next(settings.resolved_keys_dir.glob("seal-*.key"))
     seal_file.unlink()

@@ -9,13 +9,22 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
+import pytest
+
 from nidan.bootstrap import Runtime
+from nidan.config import RateLimitSettings, Settings
 from nidan.core.models import ClientInfo, Method
 from nidan.errors import InvalidCode, MfaTokenInvalid
 from nidan.services import enrollment, signin
 from tests.helpers import PASSWORD, code_at, make_user
 
 RACERS = 16
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Backoff out of the way, so every racer is evaluated: these tests are about single use, not throttling."""
+    return settings.model_copy(update={"rate_limit": RateLimitSettings(tolerated_failures=1000)})
 
 
 def race(attempt: Callable[[int], object]) -> list[object]:
@@ -36,7 +45,7 @@ def totp_user(runtime: Runtime) -> tuple[str, list[str]]:
     ctx = runtime.services
     user = make_user(ctx)
     started = enrollment.start_totp(ctx, user)
-    codes = enrollment.activate_totp(ctx, user.id, code_at(started.secret, ctx)).recovery_codes
+    codes = enrollment.activate_totp(ctx, user, code_at(started.secret, ctx), client=ClientInfo()).recovery_codes
     ctx.clock.advance(60)  # type: ignore[attr-defined]
     return started.secret, codes
 

@@ -10,7 +10,7 @@ from pathlib import Path
 FORBIDDEN = ("fastapi", "starlette", "sqlalchemy", "nidan.db", "nidan.web", "nidan.services")
 
 #: Modules that exist today; the walk must find at least these (new ones are picked up automatically).
-KNOWN = {"nidan.core.otpauth", "nidan.core.passwords", "nidan.core.recovery", "nidan.core.totp"}
+KNOWN = {"nidan.core.audit", "nidan.core.otpauth", "nidan.core.passwords", "nidan.core.recovery", "nidan.core.totp"}
 
 _PROBE = """
 import importlib, json, pkgutil, sys

@@ -355,6 +355,7 @@ def test_too_many_wrong_codes_end_the_attempt(client: TestClient, runtime: Runti
     sign_in(client)
     for _ in range(ctx.mfa_token_max_attempts):
         assert verify(client, "not-a-code", method="recovery_code").status_code == 401
+        ctx.clock.advance(10)  # type: ignore[attr-defined]  # past the backoff's block (≤ 8 s here)
     last = verify(client, "999999")
     assert last.headers["location"] == "/login?notice=mfa_expired"
 

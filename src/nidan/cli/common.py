@@ -6,6 +6,7 @@ This module is the CLI's composition root: it is the one place in ``cli/`` that 
 
 from __future__ import annotations
 
+import getpass
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import typer
 
+from nidan import __version__
 from nidan.bootstrap import Runtime, build_runtime
 from nidan.config import load_settings
+from nidan.core.models import ClientInfo
 from nidan.errors import ConfigurationError, NidanError
 
 #: Exit status for a request the services refused (taken username, weak password, unknown user, ...).
@@ -33,6 +36,15 @@ class CliState:
     def config_path(self) -> Path:
         """The configuration file ``load_settings`` reads: ``--config``, else ``$NIDAN_CONFIG``, else ./nidan.toml."""
         return self.config or Path(os.environ.get("NIDAN_CONFIG", "nidan.toml"))
+
+
+def command_line_client() -> ClientInfo:
+    """How the audit log names a command run here: the program and the operating-system account that ran it."""
+    try:
+        account = getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment (a container without USER, say)
+        account = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return ClientInfo(user_agent=f"nidan {__version__} command line, run by {account}")
 
 
 def state_of(ctx: typer.Context) -> CliState:

@@ -1,4 +1,4 @@
-"""The ``nidan`` command line: ``nidan serve`` and ``nidan user ...``."""
+"""The ``nidan`` command line: ``nidan serve``, ``nidan user ...`` and ``nidan audit ...``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from nidan import __version__
 
-from . import users
+from . import audit, users
 from .common import CliState
 from .serve import serve
 
@@ -51,6 +51,7 @@ def main(
 
 app.command("serve")(serve)
 app.add_typer(users.app, name="user")
+app.add_typer(audit.app, name="audit")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from nidan.core.models import InstanceRole, User
 from nidan.errors import InvalidInput
 from nidan.services import accounts, enrollment
 
-from .common import opened_runtime
+from .common import command_line_client, opened_runtime
 
 app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 
@@ -61,7 +61,14 @@ def add(
     """Create a user. Without --password-stdin, asks for the password twice."""
     with opened_runtime(ctx) as runtime:
         password = read_password(password_stdin)
-        user = accounts.create_user(runtime.services, username=username, email=email, password=password, role=role)
+        user = accounts.create_user(
+            runtime.services,
+            username=username,
+            email=email,
+            password=password,
+            role=role,
+            client=command_line_client(),
+        )
     typer.echo(f"Created {user.role.value} {user.username} <{user.email}>.")
 
 
@@ -166,6 +173,8 @@ def passwd(
     with opened_runtime(ctx) as runtime:
         user = accounts.find_user(runtime.services, username)
         password = read_password(password_stdin)
-        ended = accounts.set_password(runtime.services, username=username, password=password)
+        ended = accounts.set_password(
+            runtime.services, username=username, password=password, client=command_line_client()
+        )
     plural = "session" if ended == 1 else "sessions"
     typer.echo(f"Password changed for {user.username}; {ended} {plural} ended (signed out everywhere).")

@@ -103,3 +103,14 @@ class ClientInfo:
     user_agent: str | None = None
     #: The request's correlation id, so audit events and support reports meet.
     correlation_id: str | None = None
+
+
+class ThrottleScope(StrEnum):
+    """What a failure counter is kept for."""
+
+    #: A user's second step (codes at sign-in, codes and password at step-up): key is the user id.
+    SECOND_FACTOR = "second_factor"
+    #: Passwords for one username from one address: key is ``username_key|ip``.
+    PASSWORD = "password"  # noqa: S105 (a scope name, not a password)
+    #: Passwords from one address, whatever the username: key is the ip.
+    PASSWORD_FROM_IP = "password_ip"  # noqa: S105

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from nidan.core.audit import AuditEvent, AuditQuery, AuditRecord, ChainHead
+from nidan.core.backoff import ThrottleState
 from nidan.core.models import (
     ClockObservation,
     InstanceRole,
@@ -14,6 +16,7 @@ from nidan.core.models import (
     OrgRole,
     RecoveryCodeSet,
     SessionRecord,
+    ThrottleScope,
     TotpCredential,
     User,
 )
@@ -97,6 +100,10 @@ class SessionRepository(Protocol):
 
 class MfaChallengeRepository(Protocol):
     def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None: ...
+    def get_valid(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
+        """A live challenge, read only (nothing counted)."""
+        ...
+
     def claim_attempt(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
         """Count one attempt on a live challenge, atomically, and return it; ``None`` if it is spent, expired or
         out of attempts. The row stays locked until the transaction ends, so attempts on one token queue up."""
@@ -118,6 +125,42 @@ class ClockObservationRepository(Protocol):
     def recent(self, user_id: int, since: datetime) -> Sequence[ClockObservation]: ...
 
 
+class ThrottleRepository(Protocol):
+    def get(self, scope: ThrottleScope, key: str) -> ThrottleState | None: ...
+
+    def compare_and_set(
+        self, scope: ThrottleScope, key: str, expected: ThrottleState, new: ThrottleState, at: datetime
+    ) -> bool:
+        """Store ``new`` if the stored state is still ``expected`` (by version; version 0: none stored yet),
+        atomically; ``False`` when another request changed it first."""
+        ...
+
+    def reset(self, scope: ThrottleScope, key: str, at: datetime) -> int:
+        """Forget the failures (a success, or an administrator's clearing); how many counters changed."""
+        ...
+
+    def list_with_prefix(self, scope: ThrottleScope, prefix: str) -> Sequence[tuple[str, ThrottleState]]: ...
+    def reset_with_prefix(self, scope: ThrottleScope, prefix: str, at: datetime) -> int: ...
+
+
+class AuditRepository(Protocol):
+    def append(self, event: AuditEvent) -> AuditRecord:
+        """Chain ``event`` after the last one. Locks the chain head until the transaction ends, so concurrent
+        appends form one chain; the event commits or rolls back with the action it records. Append last, right
+        before the commit: the lock is then the last one a use case takes, and is held briefly."""
+        ...
+
+    def head(self) -> ChainHead: ...
+    def list_for_user(self, user_id: int, *, limit: int, before_seq: int | None) -> Sequence[AuditRecord]:
+        """Events whose subject or actor is the user, newest first, below ``before_seq`` when given."""
+        ...
+
+    def search(self, query: AuditQuery) -> Sequence[AuditRecord]: ...
+    def iterate(self, *, batch_size: int = 500) -> Iterator[AuditRecord]:
+        """Every event in ``seq`` order, read in batches."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One use case's transaction. ``commit`` is called once, by the service; leaving without it rolls back."""
 
@@ -129,6 +172,8 @@ class UnitOfWork(Protocol):
     mfa_challenges: MfaChallengeRepository
     setup_tokens: SetupTokenRepository
     clock_observations: ClockObservationRepository
+    throttles: ThrottleRepository
+    audit: AuditRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *exc_info: object) -> None: ...

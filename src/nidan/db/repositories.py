@@ -73,9 +73,8 @@ class SqlUserRepository(_Repository):
             "created_at": user.created_at,
         }
         try:
-            # A savepoint, so a lost race on the unique key leaves the outer transaction usable.
-            with self._c.begin_nested():
-                new_id = self._c.execute(insert(t.users).values(**values).returning(t.users.c.id)).scalar_one()
+            # No savepoint (pysqlite would commit on its release): a lost race ends the whole use case anyway.
+            new_id = self._c.execute(insert(t.users).values(**values).returning(t.users.c.id)).scalar_one()
         except IntegrityError as exc:
             raise UsernameTaken() from exc
         found = self.get(new_id)
@@ -306,6 +305,17 @@ class SqlMfaChallengeRepository(_Repository):
                 attempts=0,
             )
         )
+
+    def get_valid(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
+        c = t.mfa_challenges.c
+        row = self._c.execute(
+            select(c.id, c.user_id, c.expires_at, c.attempts).where(
+                c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now, c.attempts < max_attempts
+            )
+        ).first()
+        if row is None:
+            return None
+        return MfaChallenge(id=row.id, user_id=row.user_id, expires_at=row.expires_at, attempts=row.attempts)
 
     def claim_attempt(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
         c = t.mfa_challenges.c

@@ -6,6 +6,8 @@ from sqlalchemy import Connection, Engine
 
 from nidan.core import ports
 from nidan.db import repositories as r
+from nidan.db.audit import SqlAuditRepository
+from nidan.db.throttles import SqlThrottleRepository
 
 
 class SqlUnitOfWork:
@@ -17,6 +19,8 @@ class SqlUnitOfWork:
     mfa_challenges: ports.MfaChallengeRepository
     setup_tokens: ports.SetupTokenRepository
     clock_observations: ports.ClockObservationRepository
+    throttles: ports.ThrottleRepository
+    audit: ports.AuditRepository
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -34,6 +38,8 @@ class SqlUnitOfWork:
         self.mfa_challenges = r.SqlMfaChallengeRepository(connection)
         self.setup_tokens = r.SqlSetupTokenRepository(connection)
         self.clock_observations = r.SqlClockObservationRepository(connection)
+        self.throttles = SqlThrottleRepository(connection)
+        self.audit = SqlAuditRepository(connection)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

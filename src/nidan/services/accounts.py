@@ -6,10 +6,12 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from nidan.core.models import InstanceRole, NewUser, OrgRole, User
+from nidan.core.audit import Detail, EventType
+from nidan.core.models import ClientInfo, InstanceRole, NewUser, OrgRole, User
 from nidan.core.passwords import password_problem
 from nidan.core.ports import UnitOfWork
 from nidan.errors import InvalidInput, UserNotFound, WeakPassword
+from nidan.services import audit
 from nidan.services.context import ServiceContext
 
 _USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
@@ -62,20 +64,33 @@ def prepare_user(
     )
 
 
-def add_prepared_user(uow: UnitOfWork, new_user: NewUser) -> User:
-    """Store the user and make them a member of the default organisation (owner, for administrators)."""
+def add_prepared_user(
+    ctx: ServiceContext, uow: UnitOfWork, new_user: NewUser, *, actor: User | None, client: ClientInfo | None
+) -> User:
+    """Store the user and make them a member of the default organisation (owner, for administrators); audited."""
     user = uow.users.add(new_user)
     org_role = OrgRole.OWNER if new_user.role is InstanceRole.ADMIN else OrgRole.MEMBER
     uow.organisations.add_member(uow.organisations.default_id(), user.id, org_role, new_user.created_at)
+    audit.record(
+        ctx, uow, EventType.USER_CREATED, client=client, actor=actor, subject=user, details={"role": user.role.value}
+    )
     return user
 
 
 def create_user(
-    ctx: ServiceContext, *, username: str, email: str, password: str, role: InstanceRole = InstanceRole.MEMBER
+    ctx: ServiceContext,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    role: InstanceRole = InstanceRole.MEMBER,
+    actor: User | None = None,
+    client: ClientInfo | None = None,
 ) -> User:
+    """Create a user; ``actor`` is the administrator who did it (``None``: the command line)."""
     new_user = prepare_user(ctx, username=username, email=email, password=password, role=role)
     with ctx.uow() as uow:
-        user = add_prepared_user(uow, new_user)
+        user = add_prepared_user(ctx, uow, new_user, actor=actor, client=client)
         uow.commit()
     return user
 
@@ -94,8 +109,16 @@ def find_user(ctx: ServiceContext, username: str) -> User:
     return user
 
 
-def set_password(ctx: ServiceContext, *, username: str, password: str) -> int:
-    """Set a new password and end every session of the user; returns how many sessions ended."""
+def set_password(
+    ctx: ServiceContext,
+    *,
+    username: str,
+    password: str,
+    actor: User | None = None,
+    client: ClientInfo | None = None,
+) -> int:
+    """Set a new password and end every session of the user; returns how many sessions ended. Audited, with
+    ``actor`` the administrator who did it (``None``: the command line)."""
     password_hash = ctx.passwords.hash(_checked_password(password))
     key = username_key(username)
     with ctx.uow() as uow:
@@ -104,5 +127,10 @@ def set_password(ctx: ServiceContext, *, username: str, password: str) -> int:
             raise UserNotFound(f"No user named {username!r} exists.")
         uow.users.set_password_hash(user.id, password_hash)
         ended = uow.sessions.revoke_all_for_user(user.id, ctx.clock.now())
+        audit.record(ctx, uow, EventType.USER_PASSWORD_SET, client=client, actor=actor, subject=user)
+        if ended:
+            details: dict[str, Detail] = {"sessions": ended, "reason": "password_set"}
+            event = EventType.SESSIONS_REVOKED_ALL
+            audit.record(ctx, uow, event, client=client, actor=actor, subject=user, details=details)
         uow.commit()
     return ended

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from nidan.core.backoff import BackoffPolicy
 from nidan.core.passwords import PasswordHashing
 from nidan.core.ports import Clock, RandomSource, UnitOfWorkFactory
 from nidan.core.recovery import HashParameters
@@ -27,6 +28,10 @@ class ServiceContext:
     mfa_token_max_attempts: int
     #: How recent a verification must be for sensitive actions (step-up, "sudo mode").
     step_up_window: timedelta
+    #: Backoff for a user's second step (with the hard limit), a username's passwords, and a client address.
+    backoff: BackoffPolicy
+    password_backoff: BackoffPolicy
+    address_backoff: BackoffPolicy
 
     def hash_token(self, token: str, purpose: str) -> bytes:
         return token_hash(self.hash_key, token, purpose=purpose)

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from nidan.core import otpauth, totp
-from nidan.core.models import ClockObservation, User
+from nidan.core.audit import EventType
+from nidan.core.models import ClientInfo, ClockObservation, User
 from nidan.core.sealing import Sealed
 from nidan.errors import ClockSkewDetected, InvalidCode, TotpEnrollmentNotStarted, TotpNotEnabled
-from nidan.services import factors
+from nidan.services import audit, factors
 from nidan.services.context import ServiceContext
 
 #: RFC 4226 §4 asks for a shared secret of at least 128 bits and recommends 160.
@@ -67,8 +68,11 @@ def start_totp(ctx: ServiceContext, user: User) -> TotpEnrollment:
     )
 
 
-def activate_totp(ctx: ServiceContext, user_id: int, code: str) -> TotpActivation:
-    """Verify the pending authenticator's code, make it the only one, and hand out recovery codes if new to 2FA."""
+def activate_totp(ctx: ServiceContext, user: User, code: str, *, client: ClientInfo) -> TotpActivation:
+    """Verify the pending authenticator's code, make it the only one, and hand out recovery codes if new to 2FA.
+
+    Audited as ``totp.enrolled`` (2FA turned on) or ``totp.changed`` (an app replaced)."""
+    user_id = user.id
     with ctx.uow() as uow:
         pending = uow.totp.get_pending(user_id)
         if pending is None:
@@ -92,25 +96,33 @@ def activate_totp(ctx: ServiceContext, user_id: int, code: str) -> TotpActivatio
         if not uow.totp.activate(pending.id, found.step, found.drift, ctx.clock.now()):
             raise TotpEnrollmentNotStarted()
         codes = [] if replaced else factors.new_recovery_codes(ctx, uow, user_id)
+        event = EventType.TOTP_CHANGED if replaced else EventType.TOTP_ENROLLED
+        details = {} if replaced else {"recovery_codes": len(codes)}
+        audit.record(ctx, uow, event, client=client, actor=user, subject=user, details=details)
         uow.commit()
     return TotpActivation(recovery_codes=codes, replaced_previous=replaced)
 
 
-def disable_totp(ctx: ServiceContext, user_id: int) -> None:
-    """Turn two-step verification off: the authenticator and every recovery code stop working."""
+def disable_totp(ctx: ServiceContext, user: User, *, client: ClientInfo) -> None:
+    """Turn two-step verification off: the authenticator and every recovery code stop working (``totp.removed``)."""
     with ctx.uow() as uow:
-        if uow.totp.get_active(user_id) is None:
+        if uow.totp.get_active(user.id) is None:
             raise TotpNotEnabled()
-        uow.totp.delete_all(user_id)
-        uow.recovery_codes.revoke_all(user_id, ctx.clock.now())
+        uow.totp.delete_all(user.id)
+        uow.recovery_codes.revoke_all(user.id, ctx.clock.now())
+        audit.record(ctx, uow, EventType.TOTP_REMOVED, client=client, actor=user, subject=user)
         uow.commit()
 
 
-def regenerate_recovery_codes(ctx: ServiceContext, user_id: int) -> list[str]:
-    """A new set of recovery codes; the whole previous set stops working in the same transaction."""
+def regenerate_recovery_codes(ctx: ServiceContext, user: User, *, client: ClientInfo) -> list[str]:
+    """A new set of recovery codes; the whole previous set stops working in the same transaction (audited)."""
     with ctx.uow() as uow:
-        if uow.totp.get_active(user_id) is None:
+        if uow.totp.get_active(user.id) is None:
             raise TotpNotEnabled("Turn on two-step verification first; recovery codes come with it.")
-        codes = factors.new_recovery_codes(ctx, uow, user_id)
+        codes = factors.new_recovery_codes(ctx, uow, user.id)
+        details = {"recovery_codes": len(codes)}
+        audit.record(
+            ctx, uow, EventType.RECOVERY_CODES_REGENERATED, client=client, actor=user, subject=user, details=details
+        )
         uow.commit()
     return codes

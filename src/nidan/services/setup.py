@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from nidan.core.models import InstanceRole, User
+from nidan.core.audit import EventType
+from nidan.core.models import ClientInfo, InstanceRole, User
 from nidan.core.tokens import looks_like_token, new_token
 from nidan.errors import SetupAlreadyDone, SetupTokenInvalid
-from nidan.services import accounts
+from nidan.services import accounts, audit
 from nidan.services.context import ServiceContext
 
 SETUP_TOKEN_LIFETIME = timedelta(hours=24)
@@ -42,12 +43,17 @@ def check_setup_token(ctx: ServiceContext, token: str) -> None:
             raise SetupTokenInvalid()
 
 
-def complete_setup(ctx: ServiceContext, *, token: str, username: str, email: str, password: str) -> User:
+def complete_setup(
+    ctx: ServiceContext, *, token: str, username: str, email: str, password: str, client: ClientInfo | None = None
+) -> User:
+    """Spend the setup token and create the first administrator; audited as ``user.created`` and
+    ``setup.completed`` (the new administrator is the actor of the latter: they held the link)."""
     check_setup_token(ctx, token)
     new_user = accounts.prepare_user(ctx, username=username, email=email, password=password, role=InstanceRole.ADMIN)
     with ctx.uow() as uow:
         if not uow.setup_tokens.consume(ctx.hash_token(token, PURPOSE), ctx.clock.now()):
             raise SetupTokenInvalid()
-        user = accounts.add_prepared_user(uow, new_user)
+        user = accounts.add_prepared_user(ctx, uow, new_user, actor=None, client=client)
+        audit.record(ctx, uow, EventType.SETUP_COMPLETED, client=client, actor=user, subject=user)
         uow.commit()
     return user

@@ -16,7 +16,7 @@ from nidan.errors import (
     MfaTokenInvalid,
     ReauthenticationRequired,
 )
-from nidan.services import factors
+from nidan.services import factors, throttling
 from nidan.services.accounts import username_key
 from nidan.services.context import ServiceContext
 
@@ -61,8 +61,14 @@ def _open_session(ctx: ServiceContext, uow: UnitOfWork, user: User, client: Clie
     return token
 
 
+#: Throttle key for a username that cannot exist: such attempts still count per address, under one name.
+INVALID_USERNAME_KEY = "~invalid"
+
+
 def login(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> Authenticated | MfaRequired:
     key = username_key(username)
+    subjects = throttling.password_subjects(ctx, key or INVALID_USERNAME_KEY, client.ip)
+    throttling.reserve(ctx, subjects)
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
     # Unknown users are verified against a dummy hash: the same answer in about the same time.
@@ -70,6 +76,7 @@ def login(ctx: ServiceContext, *, username: str, password: str, client: ClientIn
         raise InvalidCredentials()
     rehashed = ctx.passwords.hash(password) if ctx.passwords.needs_rehash(user.password_hash) else None
     with ctx.uow() as uow:
+        throttling.settle_success(ctx, uow, subjects)
         if rehashed:
             uow.users.set_password_hash(user.id, rehashed)
         methods = factors.available_methods(uow, user.id)
@@ -91,6 +98,13 @@ def complete_mfa(
         raise MfaTokenInvalid()
     token_hash = ctx.hash_token(mfa_token, MFA_PURPOSE)
     with ctx.uow() as uow:
+        found = uow.mfa_challenges.get_valid(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
+    if found is None:
+        raise MfaTokenInvalid()
+    # The user's backoff is asked before anything is evaluated; a blocked attempt does not spend the token's tries.
+    subjects = [throttling.second_factor(ctx, found.user_id)]
+    throttling.reserve(ctx, subjects)
+    with ctx.uow() as uow:
         challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
         if challenge is None:
             raise MfaTokenInvalid()
@@ -106,6 +120,7 @@ def complete_mfa(
         # Spent in the same transaction as the factor: if another request won the token, neither is spent.
         if not uow.mfa_challenges.consume(challenge.id, ctx.clock.now()):
             raise MfaTokenInvalid()
+        throttling.settle_success(ctx, uow, subjects)
         user = uow.users.get(challenge.user_id)
         assert user is not None
         session_token = _open_session(ctx, uow, user, client)

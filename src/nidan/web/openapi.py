@@ -8,7 +8,8 @@ from nidan.web.api.v1.schemas import ErrorResponse
 
 _DESCRIPTIONS = {
     401: "Not signed in, or the credentials or code were wrong.",
-    403: "Not allowed.",
+    403: "Not allowed now: a recent verification is needed (`reauthentication_required`: confirm at "
+    "POST /api/v1/auth/reauth), or verification is locked (`verification_locked`).",
     404: "Not found.",
     409: "The account is not in a state that allows this.",
     413: "The body is too large.",

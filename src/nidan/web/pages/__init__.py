@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nidan.web.pages import auth, security, setup
+from nidan.web.pages import auth, events, security, setup, stepup
 from nidan.web.pages.rendering import render_error_page
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
 router.include_router(security.router)
+router.include_router(events.router)
 router.include_router(setup.router)
+router.include_router(stepup.router)
 
 __all__ = ["render_error_page", "router"]

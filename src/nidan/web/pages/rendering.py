@@ -46,6 +46,9 @@ NOTICES: dict[str, str] = {
         "You signed in with a recovery code; it cannot be used again. If you lost your authenticator app, set up "
         "a new one now."
     ),
+    "reauthenticated": (
+        "Confirmed: it's you. You can change your security settings now without being asked again for a few minutes."
+    ),
 }
 
 _env = Environment(

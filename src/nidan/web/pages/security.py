@@ -14,10 +14,11 @@ from fastapi import APIRouter, Request, Response
 from nidan.core.models import ClockObservation, User
 from nidan.errors import InvalidCode, TotpEnrollmentNotStarted
 from nidan.services import enrollment
-from nidan.web.deps import Services
+from nidan.web.deps import Client, Services
 from nidan.web.pages.cookies import PageSession
 from nidan.web.pages.csrf import CheckedForm, field
 from nidan.web.pages.rendering import problem, redirect, render
+from nidan.web.pages.stepup import confirm_if_needed
 from nidan.web.problems import status_for
 from nidan.web.qr import qr_svg
 
@@ -68,14 +69,17 @@ def _enrolment_page(request: Request, ctx: Services, user: User, *, replacing: b
 @router.post("/security/totp")
 def start_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
     replacing = enrollment.security_state(ctx, session.user.id).totp_enabled
+    # Changing an authenticator that is on is sensitive; the first set-up right after sign-in is not.
+    if replacing and (ask := confirm_if_needed(request, ctx, session, "/security")):
+        return ask
     return _enrolment_page(request, ctx, session.user, replacing=replacing)
 
 
 @router.post("/security/totp/activate")
-def activate_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
+def activate_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession, client: Client) -> Response:
     user = session.user
     try:
-        activated = enrollment.activate_totp(ctx, user.id, field(form, "code", 64))
+        activated = enrollment.activate_totp(ctx, user, field(form, "code", 64), client=client)
     except (InvalidCode, TotpEnrollmentNotStarted) as exc:
         # The key is not shown again (it is sealed in storage); the app that scanned it can still give a code.
         return render(
@@ -92,8 +96,12 @@ def activate_totp(request: Request, form: CheckedForm, ctx: Services, session: P
 
 
 @router.post("/security/recovery-codes")
-def regenerate_recovery_codes(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
-    codes = enrollment.regenerate_recovery_codes(ctx, session.user.id)
+def regenerate_recovery_codes(
+    request: Request, form: CheckedForm, ctx: Services, session: PageSession, client: Client
+) -> Response:
+    if ask := confirm_if_needed(request, ctx, session, "/security"):
+        return ask
+    codes = enrollment.regenerate_recovery_codes(ctx, session.user, client=client)
     return _codes_page(request, ctx, session.user, codes, first_time=False)
 
 
@@ -133,10 +141,14 @@ def _safe_filename(name: str) -> str:
 def disable_confirm_page(request: Request, ctx: Services, session: PageSession) -> Response:
     if not enrollment.security_state(ctx, session.user.id).totp_enabled:
         return redirect("/security")
+    if ask := confirm_if_needed(request, ctx, session, "/security/totp/disable"):
+        return ask
     return render(request, "disable_confirm.html", username=session.user.username)
 
 
 @router.post("/security/totp/disable")
-def disable_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
-    enrollment.disable_totp(ctx, session.user.id)
+def disable_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession, client: Client) -> Response:
+    if ask := confirm_if_needed(request, ctx, session, "/security/totp/disable"):
+        return ask
+    enrollment.disable_totp(ctx, session.user, client=client)
     return redirect("/security", "disabled")

@@ -31,7 +31,7 @@ def complete_setup(request: Request, form: CheckedForm, ctx: Services, client: C
     try:
         if password != field(form, "password_repeat"):
             raise InvalidInput("The two passwords are not the same. Type the password twice, identically.")
-        user = setup.complete_setup(ctx, token=token, username=username, email=email, password=password)
+        user = setup.complete_setup(ctx, token=token, username=username, email=email, password=password, client=client)
     except InvalidInput as exc:  # a bad field spends nothing: the same link still works
         return render(
             request,

@@ -1,12 +1,19 @@
-"""Sign-in in two steps, and sign-out."""
+"""Sign-in in two steps, step-up re-verification, and sign-out."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from nidan.core.models import Method
 from nidan.errors import AuthenticationRequired
-from nidan.services import signin
-from nidan.web.api.v1.schemas import AuthenticatedResponse, LoginRequest, MfaRequest, MfaRequiredResponse
+from nidan.services import signin, stepup
+from nidan.web.api.v1.schemas import (
+    AuthenticatedResponse,
+    LoginRequest,
+    MfaRequest,
+    MfaRequiredResponse,
+    ReauthRequest,
+)
 from nidan.web.deps import Client, Services, bearer_token
 from nidan.web.openapi import errors_documented
 
@@ -44,6 +51,27 @@ def login(body: LoginRequest, ctx: Services, client: Client) -> AuthenticatedRes
 )
 def mfa(body: MfaRequest, ctx: Services, client: Client) -> AuthenticatedResponse:
     result = signin.complete_mfa(ctx, mfa_token=body.mfa_token, method=body.method, code=body.code, client=client)
+    return authenticated(ctx, result)
+
+
+@router.post(
+    "/reauth",
+    response_model=AuthenticatedResponse,
+    responses=errors_documented(401, 403, 409, 422, 429),
+    summary="Step-up: confirm it is you again before changing security settings",
+    description="For a signed-in session (`Authorization: Bearer`). Users with two-step verification confirm with "
+    "a code from their authenticator app (`totp`) or a recovery code (which is then spent); a password is refused "
+    "for them (409 `method_not_available`). Users without it confirm with their password. The answer is a NEW "
+    "session token, verified now, that sensitive actions accept for the step-up window (default 10 minutes); the "
+    "token sent stops working. Wrong codes count towards the same backoff as sign-in codes: while blocked the "
+    "answer is 429 with `Retry-After`.",
+)
+def reauth(request: Request, body: ReauthRequest, ctx: Services, client: Client) -> AuthenticatedResponse:
+    token = bearer_token(request)
+    if token is None:
+        raise AuthenticationRequired()
+    method: stepup.ReauthMethod = stepup.PASSWORD if body.method == "password" else Method(body.method)
+    result = stepup.reauthenticate(ctx, session_token=token, method=method, secret=body.secret, client=client)
     return authenticated(ctx, result)
 
 

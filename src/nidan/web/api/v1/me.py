@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from nidan.services import enrollment
+from nidan.services import enrollment, signin
 from nidan.web.api.v1.schemas import (
     ClockObservationOut,
     CodeRequest,
@@ -14,7 +14,7 @@ from nidan.web.api.v1.schemas import (
     TotpActivationResponse,
     TotpEnrollmentResponse,
 )
-from nidan.web.deps import Services, SignedIn
+from nidan.web.deps import Client, RecentlyVerified, Services, SignedIn
 from nidan.web.openapi import errors_documented
 from nidan.web.qr import qr_svg
 
@@ -47,10 +47,14 @@ def me(ctx: Services, session: SignedIn) -> MeResponse:
 @router.post(
     "/totp",
     response_model=TotpEnrollmentResponse,
-    responses=errors_documented(401),
+    responses=errors_documented(401, 403),
     summary="Start setting up an authenticator app",
+    description="Changing an authenticator that is already on needs a recent verification (403 "
+    "`reauthentication_required`: see POST /api/v1/auth/reauth); setting up the first one does not.",
 )
 def start_totp(ctx: Services, session: SignedIn) -> TotpEnrollmentResponse:
+    if enrollment.security_state(ctx, session.user.id).totp_enabled:
+        signin.require_recent_verification(ctx, session)  # changing the authenticator is sensitive
     started = enrollment.start_totp(ctx, session.user)
     return TotpEnrollmentResponse(
         secret=started.secret, otpauth_uri=started.otpauth_uri, qr_svg=qr_svg(started.otpauth_uri)
@@ -63,26 +67,27 @@ def start_totp(ctx: Services, session: SignedIn) -> TotpEnrollmentResponse:
     responses=errors_documented(401, 409, 422),
     summary="Finish setting up: the first code from the app",
 )
-def activate_totp(body: CodeRequest, ctx: Services, session: SignedIn) -> TotpActivationResponse:
-    activated = enrollment.activate_totp(ctx, session.user.id, body.code)
+def activate_totp(body: CodeRequest, ctx: Services, session: SignedIn, client: Client) -> TotpActivationResponse:
+    activated = enrollment.activate_totp(ctx, session.user, body.code, client=client)
     return TotpActivationResponse(
         recovery_codes=activated.recovery_codes, replaced_previous=activated.replaced_previous
     )
 
 
 @router.delete(
-    "/totp", status_code=204, responses=errors_documented(401, 409), summary="Turn two-step verification off"
+    "/totp", status_code=204, responses=errors_documented(401, 403, 409), summary="Turn two-step verification off"
 )
-def disable_totp(ctx: Services, session: SignedIn) -> Response:
-    enrollment.disable_totp(ctx, session.user.id)
+def disable_totp(ctx: Services, session: RecentlyVerified, client: Client) -> Response:
+    enrollment.disable_totp(ctx, session.user, client=client)
     return Response(status_code=204)
 
 
 @router.post(
     "/recovery-codes",
     response_model=RecoveryCodesResponse,
-    responses=errors_documented(401, 409),
+    responses=errors_documented(401, 403, 409),
     summary="Replace all recovery codes with a new set",
 )
-def regenerate_recovery_codes(ctx: Services, session: SignedIn) -> RecoveryCodesResponse:
-    return RecoveryCodesResponse(recovery_codes=enrollment.regenerate_recovery_codes(ctx, session.user.id))
+def regenerate_recovery_codes(ctx: Services, session: RecentlyVerified, client: Client) -> RecoveryCodesResponse:
+    codes = enrollment.regenerate_recovery_codes(ctx, session.user, client=client)
+    return RecoveryCodesResponse(recovery_codes=codes)

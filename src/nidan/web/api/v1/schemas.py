@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nidan.core.models import Method
 
@@ -27,6 +27,29 @@ class MfaRequest(_Request):
 
 class CodeRequest(_Request):
     code: str = Field(min_length=1, max_length=64)
+
+
+class ReauthRequest(_Request):
+    """Step-up: ``password`` with method ``password``, ``code`` with ``totp`` or ``recovery_code``; not both."""
+
+    method: Literal["password", "totp", "recovery_code"]
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    code: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_secret_for_the_method(self) -> ReauthRequest:
+        wanted, other = ("password", "code") if self.method == "password" else ("code", "password")
+        if getattr(self, wanted) is None:
+            raise ValueError(f"method {self.method!r} needs the field {wanted!r}")
+        if getattr(self, other) is not None:
+            raise ValueError(f"method {self.method!r} takes {wanted!r}, not {other!r}")
+        return self
+
+    @property
+    def secret(self) -> str:
+        value = self.password if self.method == "password" else self.code
+        assert value is not None
+        return value
 
 
 class AuthenticatedResponse(BaseModel):

@@ -1,0 +1,112 @@
+"""Backoff around every verification: who is counted, the up-front reservation, and an admin's clearing.
+
+A failure is reserved (counted) in its own short transaction *before* the attempt is evaluated, by compare-and-set,
+so that concurrent attempts each see the others' count and no lock is held while a password hash is computed. The
+evaluating transaction then resets the count on success. Several processes share the state through the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nidan.core import backoff
+from nidan.core.backoff import BackoffPolicy, ThrottleState
+from nidan.core.models import ThrottleScope
+from nidan.core.ports import UnitOfWork
+from nidan.errors import RateLimited, VerificationLocked
+from nidan.services.context import ServiceContext
+
+#: Compare-and-set rounds before giving up under extreme contention (answered as a 1 s block, never as a pass).
+MAX_ROUNDS = 64
+#: Stands for a client whose address is unknown (tests, local calls), so it still shares one counter.
+UNKNOWN_ADDRESS = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    scope: ThrottleScope
+    key: str
+    policy: BackoffPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The states once this attempt's provisional failure was counted."""
+
+    counted: tuple[tuple[Subject, ThrottleState], ...]
+
+    def escalations(self) -> list[tuple[Subject, ThrottleState]]:
+        """Subjects this failure blocks or locks (for the audit log; a block is logged once, not per refusal)."""
+        return [(s, st) for s, st in self.counted if st.blocked_until is not None or st.locked_at is not None]
+
+
+def second_factor(ctx: ServiceContext, user_id: int) -> Subject:
+    return Subject(ThrottleScope.SECOND_FACTOR, str(user_id), ctx.backoff)
+
+
+def password_subjects(ctx: ServiceContext, login_key: str, ip: str | None) -> list[Subject]:
+    """A username from one address, and the address itself (many people may share one: it tolerates more)."""
+    address = ip or UNKNOWN_ADDRESS
+    return [
+        Subject(ThrottleScope.PASSWORD, f"{login_key}|{address}", ctx.password_backoff),
+        Subject(ThrottleScope.PASSWORD_FROM_IP, address, ctx.address_backoff),
+    ]
+
+
+def _refuse(why: backoff.Blocked | backoff.Locked) -> None:
+    if isinstance(why, backoff.Locked):
+        raise VerificationLocked()
+    raise RateLimited(why.retry_after_seconds)
+
+
+def reserve(ctx: ServiceContext, subjects: Sequence[Subject]) -> Reservation:
+    """Count one failure for every subject at once, or refuse (429 / locked) without counting anything."""
+    for _ in range(MAX_ROUNDS):
+        now = ctx.clock.now()
+        with ctx.uow() as uow:
+            counted: list[tuple[Subject, ThrottleState]] = []
+            for subject in subjects:
+                current = uow.throttles.get(subject.scope, subject.key) or ThrottleState()
+                why = backoff.refusal(current, now)
+                if why is not None:
+                    _refuse(why)
+                after = backoff.after_failure(current, now, subject.policy)
+                if not uow.throttles.compare_and_set(subject.scope, subject.key, current, after, now):
+                    break  # another request counted first: read again
+                counted.append((subject, after))
+            else:
+                uow.commit()
+                return Reservation(tuple(counted))
+    raise RateLimited(1)
+
+
+def settle_success(ctx: ServiceContext, uow: UnitOfWork, subjects: Sequence[Subject]) -> None:
+    """In the successful attempt's transaction: the provisional failure and all before it are forgotten."""
+    now = ctx.clock.now()
+    for subject in subjects:
+        uow.throttles.reset(subject.scope, subject.key, now)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockStatus:
+    second_factor: ThrottleState
+    #: Password counters for this username, one per client address.
+    passwords: list[tuple[str, ThrottleState]]
+
+
+def status(ctx: ServiceContext, user_id: int, login_key: str) -> BlockStatus:
+    with ctx.uow() as uow:
+        second = uow.throttles.get(ThrottleScope.SECOND_FACTOR, str(user_id)) or ThrottleState()
+        passwords = [
+            (key.split("|", 1)[1], state)
+            for key, state in uow.throttles.list_with_prefix(ThrottleScope.PASSWORD, f"{login_key}|")
+        ]
+    return BlockStatus(second, passwords)
+
+
+def clear(ctx: ServiceContext, uow: UnitOfWork, user_id: int, login_key: str) -> int:
+    """An administrator lifts every block of a user (second step and their passwords from any address)."""
+    now = ctx.clock.now()
+    cleared = uow.throttles.reset(ThrottleScope.SECOND_FACTOR, str(user_id), now)
+    return cleared + uow.throttles.reset_with_prefix(ThrottleScope.PASSWORD, f"{login_key}|", now)

@@ -1,0 +1,129 @@
+"""The security event log over the API: one's own at ``/me/events``, everyone's for administrators."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from nidan.core.audit import AuditRecord, Detail, EventType
+from nidan.core.models import InstanceRole
+from nidan.errors import AdminRequired
+from nidan.services import audit, signin
+from nidan.web.deps import RecentlyVerified, Services, SignedIn
+from nidan.web.openapi import errors_documented
+
+router = APIRouter(prefix="/api/v1", tags=["security log"])
+
+
+def admin_session(session: SignedIn) -> signin.CurrentSession:
+    """The signed-in session of an instance administrator; anyone else gets 403 ``admin_required``."""
+    if session.user.role is not InstanceRole.ADMIN:
+        raise AdminRequired()
+    return session
+
+
+#: An administrator's session, checked before the step-up (so a member is told 'admin_required', not asked to
+#: re-verify for nothing). Admin endpoints also take ``RecentlyVerified``: every admin action needs a recent step-up.
+Admin = Annotated[signin.CurrentSession, Depends(admin_session)]
+
+
+class UserRef(BaseModel):
+    id: int | None
+    username: str | None
+
+
+class AuditEventOut(BaseModel):
+    seq: int = Field(description="Position in the log; pass the smallest one seen as `before` for the next page.")
+    occurred_at: datetime
+    type: str = Field(description="For example `sign_in.succeeded`, `totp.enrolled`, `backoff.blocked`.")
+    actor: UserRef | None = Field(description="Who did it; null for the command line or someone not signed in.")
+    subject: UserRef | None = Field(description="Whose account it concerns.")
+    client_ip: str | None
+    user_agent: str | None
+    correlation_id: str | None = Field(description="The request's id, as in its X-Correlation-ID header.")
+    details: dict[str, Detail] = Field(description="Small facts, never a secret: e.g. a recovery code's position.")
+
+
+class AuditEventsResponse(BaseModel):
+    events: list[AuditEventOut] = Field(description="Newest first.")
+    next_before: int | None = Field(description="Send as `before` for older events; null when there are none.")
+
+
+def _ref(user_id: int | None, username: str | None) -> UserRef | None:
+    return None if user_id is None and username is None else UserRef(id=user_id, username=username)
+
+
+def events_response(records: Sequence[AuditRecord], limit: int) -> AuditEventsResponse:
+    events = [
+        AuditEventOut(
+            seq=r.seq,
+            occurred_at=r.event.occurred_at,
+            type=r.event.event_type,
+            actor=_ref(r.event.actor_user_id, r.event.actor_username),
+            subject=_ref(r.event.subject_user_id, r.event.subject_username),
+            client_ip=r.event.client_ip,
+            user_agent=r.event.user_agent,
+            correlation_id=r.event.correlation_id,
+            details=dict(r.event.details),
+        )
+        for r in records
+    ]
+    return AuditEventsResponse(events=events, next_before=events[-1].seq if len(events) == limit else None)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time without an offset is read as UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+Limit = Annotated[int, Query(ge=1, le=audit.MAX_PAGE, description="At most this many events (1-200).")]
+Before = Annotated[int | None, Query(ge=1, description="Only events with a smaller `seq` (the next page).")]
+
+
+@router.get(
+    "/me/events",
+    response_model=AuditEventsResponse,
+    responses=errors_documented(401, 422),
+    summary="My security log: sign-ins, changes to my second factors, sessions ended",
+)
+def my_events(
+    ctx: Services, session: SignedIn, limit: Limit = audit.DEFAULT_PAGE, before: Before = None
+) -> AuditEventsResponse:
+    records = audit.my_events(ctx, session.user.id, limit=limit, before=before)
+    return events_response(records, limit)
+
+
+@router.get(
+    "/admin/events",
+    response_model=AuditEventsResponse,
+    responses=errors_documented(401, 403, 422),
+    summary="Everyone's security log (administrators, after a recent step-up)",
+    description="Filters combine: `username` (the event's subject or actor), `type`, and the time range "
+    "`since` (inclusive) to `until` (exclusive), ISO 8601 (UTC when no offset is given). Members get 403 "
+    "`admin_required`; administrators who have not verified recently get 403 `reauthentication_required`.",
+)
+def all_events(
+    ctx: Services,
+    _admin: Admin,
+    session: RecentlyVerified,
+    username: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    event_type: Annotated[EventType | None, Query(alias="type", description="One event type.")] = None,
+    since: Annotated[datetime | None, Query()] = None,
+    until: Annotated[datetime | None, Query()] = None,
+    limit: Limit = audit.DEFAULT_PAGE,
+    before: Before = None,
+) -> AuditEventsResponse:
+    records = audit.all_events(
+        ctx,
+        username=username,
+        event_type=event_type,
+        since=_utc(since),
+        until=_utc(until),
+        limit=limit,
+        before=before,
+    )
+    return events_response(records, limit)

@@ -1,0 +1,150 @@
+"""Step-up on the pages: "Confirm it's you" before a sensitive action, then back to where the person was.
+
+A sensitive action (turning 2FA off, changing the authenticator, regenerating recovery codes) on a session that has
+not verified within the step-up window answers with the confirmation form in place of the action. The form posts to
+``/security/reauth`` with a ``next`` field; after a good code the browser gets a new session cookie and a 303 back to
+the action's page. ``next`` is looked up in a fixed table of local pages: anything else (another site, ``//host``,
+a path not in the table) goes to ``/security``, so the form can never be turned into an open redirect.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+
+from nidan.core.models import Method
+from nidan.errors import (
+    InvalidCode,
+    InvalidCredentials,
+    MethodNotAvailable,
+    RateLimited,
+    ReauthenticationRequired,
+    VerificationLocked,
+)
+from nidan.services import signin, stepup
+from nidan.services.context import ServiceContext
+from nidan.web.deps import Client, Services
+from nidan.web.pages import cookies
+from nidan.web.pages.cookies import PageSession
+from nidan.web.pages.csrf import CheckedForm, field
+from nidan.web.pages.rendering import SupportDetails, problem, redirect, render, support_details
+from nidan.web.problems import error_headers, status_for
+
+router = APIRouter(include_in_schema=False)
+
+DEFAULT_NEXT = "/security"
+#: The only places a confirmation returns to: pages a person asks for with GET, where they finish their action.
+ALLOWED_NEXT = frozenset({"/security", "/security/totp/disable"})
+#: Longer passwords are not looked at (as at sign-in).
+MAX_PASSWORD_LENGTH = 1024
+PROMPT = "For your security, confirm it's you before changing your security settings."
+
+
+def safe_next(value: str | None) -> str:
+    """``value`` if it is one of the allowed local pages, else the security page."""
+    return value if value in ALLOWED_NEXT else DEFAULT_NEXT
+
+
+def _method_shown(methods: list[stepup.ReauthMethod], requested: str | None) -> str:
+    if stepup.PASSWORD in methods:
+        return stepup.PASSWORD
+    if requested == Method.RECOVERY_CODE.value and Method.RECOVERY_CODE in methods:
+        return Method.RECOVERY_CODE.value
+    return Method.TOTP.value
+
+
+def confirm_page(
+    request: Request,
+    ctx: ServiceContext,
+    session: signin.CurrentSession,
+    *,
+    next_path: str,
+    status: int,
+    method: str | None = None,
+    failure: SupportDetails | None = None,
+    prompt: SupportDetails | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    user = session.user
+    methods = stepup.methods(ctx, user.id)
+    shown = _method_shown(methods, method)
+    other = Method.TOTP.value if shown == Method.RECOVERY_CODE.value else Method.RECOVERY_CODE.value
+    response = render(
+        request,
+        "reauth.html",
+        status=status,
+        username=user.username,
+        problem=failure,
+        prompt=prompt,
+        method=shown,
+        can_switch=shown != stepup.PASSWORD and Method.RECOVERY_CODE in methods,
+        switch_href="/security/reauth?" + urlencode({"method": other, "next": next_path}),
+        next_path=next_path,
+        window_minutes=max(1, int(ctx.step_up_window.total_seconds() // 60)),
+    )
+    response.headers.update(headers or {})
+    return response
+
+
+def confirm_if_needed(
+    request: Request, ctx: ServiceContext, session: signin.CurrentSession, next_path: str
+) -> Response | None:
+    """The "Confirm it's you" form when the session has not verified recently; ``None`` when it may go ahead."""
+    try:
+        signin.require_recent_verification(ctx, session)
+    except ReauthenticationRequired as exc:
+        prompt = support_details(exc.code, PROMPT, session.user.username)
+        return confirm_page(
+            request, ctx, session, next_path=safe_next(next_path), status=status_for(exc), prompt=prompt
+        )
+    return None
+
+
+@router.get("/security/reauth")
+def reauth_page(
+    request: Request,
+    ctx: Services,
+    session: PageSession,
+    next_path: Annotated[str, Query(alias="next", max_length=256)] = DEFAULT_NEXT,
+    method: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response:
+    target = safe_next(next_path)
+    try:
+        signin.require_recent_verification(ctx, session)
+    except ReauthenticationRequired:
+        return confirm_page(request, ctx, session, next_path=target, status=200, method=method)
+    return redirect(target)  # recently verified: nothing to confirm
+
+
+@router.post("/security/reauth")
+def reauth(request: Request, form: CheckedForm, ctx: Services, session: PageSession, client: Client) -> Response:
+    target = safe_next(field(form, "next", 256))
+    token = cookies.session_from_cookie(request)
+    assert token is not None  # PageSession found it
+    chosen = field(form, "method", 32)
+    method: stepup.ReauthMethod
+    if chosen == stepup.PASSWORD:
+        method, secret = stepup.PASSWORD, field(form, "password", MAX_PASSWORD_LENGTH + 1)
+    else:
+        method = Method.RECOVERY_CODE if chosen == Method.RECOVERY_CODE.value else Method.TOTP
+        secret = field(form, "code", 64)
+    try:
+        if len(secret) > MAX_PASSWORD_LENGTH:
+            raise InvalidCredentials()
+        result = stepup.reauthenticate(ctx, session_token=token, method=method, secret=secret, client=client)
+    except (InvalidCode, InvalidCredentials, MethodNotAvailable, RateLimited, VerificationLocked) as exc:
+        return confirm_page(
+            request,
+            ctx,
+            session,
+            next_path=target,
+            status=status_for(exc),
+            method=chosen,
+            failure=problem(exc, session.user.username),
+            headers=error_headers(exc),
+        )
+    response = redirect(target, "reauthenticated")
+    cookies.set_session(request, response, ctx, result.session_token)
+    return response
