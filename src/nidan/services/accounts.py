@@ -10,18 +10,12 @@ from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, InstanceRole, NewUser, OrgRole, User
 from nidan.core.passwords import password_problem
 from nidan.core.ports import UnitOfWork
+from nidan.core.usernames import username_key
 from nidan.errors import InvalidInput, UserNotFound, WeakPassword
 from nidan.services import audit
 from nidan.services.context import ServiceContext
 
-_USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
-
-
-def username_key(username: str) -> str | None:
-    """The case-insensitive key of a username, or ``None`` when it is not a valid username."""
-    key = unicodedata.normalize("NFKC", username).casefold()
-    return key if _USERNAME.match(key) else None
 
 
 def _checked_username(username: str) -> tuple[str, str]:

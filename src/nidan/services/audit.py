@@ -25,8 +25,8 @@ from nidan.core.audit import (
 )
 from nidan.core.models import ClientInfo, User
 from nidan.core.ports import UnitOfWork
+from nidan.core.usernames import username_key
 from nidan.errors import InvalidInput
-from nidan.services import accounts
 from nidan.services.context import ServiceContext
 
 #: The most events one page of a listing returns.
@@ -97,7 +97,7 @@ def all_events(
         raise InvalidInput("'since' must be earlier than 'until'.")
     key = None
     if username is not None:
-        key = accounts.username_key(username)
+        key = username_key(username)
         if key is None:
             raise InvalidInput("That is not a valid username.")
     with ctx.uow() as uow:

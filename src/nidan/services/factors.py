@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nidan.core import recovery, totp
-from nidan.core.models import ClockObservation, Method
+from nidan.core.audit import Detail, EventType
+from nidan.core.models import ClientInfo, ClockObservation, Method, User
 from nidan.core.ports import UnitOfWork
 from nidan.core.sealing import Sealed
+from nidan.services import audit
 from nidan.services.context import ServiceContext
 
 
@@ -80,9 +82,30 @@ def _check_recovery_code(ctx: ServiceContext, uow: UnitOfWork, user_id: int, cod
     return FactorCheck(ok=False, method=Method.RECOVERY_CODE, replayed=position is not None)
 
 
-def record_clock_observation(ctx: ServiceContext, uow: UnitOfWork, user_id: int, result: FactorCheck) -> None:
+def record_clock_observation(
+    ctx: ServiceContext, uow: UnitOfWork, user_id: int, result: FactorCheck, context: str = "sign_in"
+) -> None:
     if result.clock_offset_seconds is not None:
-        uow.clock_observations.add(user_id, ClockObservation(ctx.clock.now(), result.clock_offset_seconds, "sign_in"))
+        uow.clock_observations.add(user_id, ClockObservation(ctx.clock.now(), result.clock_offset_seconds, context))
+
+
+def failure_details(result: FactorCheck) -> dict[str, Detail]:
+    """What the audit log keeps of a failed code: the method and what kind of wrong (never the code)."""
+    details: dict[str, Detail] = {"method": result.method.value, "replayed": result.replayed}
+    if result.clock_offset_seconds is not None:
+        details["clock_offset_seconds"] = result.clock_offset_seconds
+    return details
+
+
+def record_success(
+    ctx: ServiceContext, uow: UnitOfWork, user: User, result: FactorCheck, event: EventType, client: ClientInfo
+) -> None:
+    """Audit a successful second factor: a recovery code by its position (never the code), then ``event``."""
+    if result.method is Method.RECOVERY_CODE:
+        position: dict[str, Detail] = {"position": result.position}
+        audit.record(ctx, uow, EventType.RECOVERY_CODE_USED, client=client, actor=user, subject=user, details=position)
+    method: dict[str, Detail] = {"method": result.method.value}
+    audit.record(ctx, uow, event, client=client, actor=user, subject=user, details=method)
 
 
 def new_recovery_codes(ctx: ServiceContext, uow: UnitOfWork, user_id: int) -> list[str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, Method, User
 from nidan.core.ports import UnitOfWork
 from nidan.core.tokens import looks_like_token, new_token
+from nidan.core.usernames import username_key
 from nidan.errors import (
     AuthenticationRequired,
     InvalidCode,
@@ -16,8 +18,7 @@ from nidan.errors import (
     MfaTokenInvalid,
     ReauthenticationRequired,
 )
-from nidan.services import factors, throttling
-from nidan.services.accounts import username_key
+from nidan.services import audit, factors, throttling
 from nidan.services.context import ServiceContext
 
 SESSION_PREFIX = "nidan_s_"
@@ -68,11 +69,19 @@ INVALID_USERNAME_KEY = "~invalid"
 def login(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> Authenticated | MfaRequired:
     key = username_key(username)
     subjects = throttling.password_subjects(ctx, key or INVALID_USERNAME_KEY, client.ip)
-    throttling.reserve(ctx, subjects)
+    reservation = throttling.reserve(ctx, subjects)
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
     # Unknown users are verified against a dummy hash: the same answer in about the same time.
     if not ctx.passwords.verify(user.password_hash if user else None, password) or user is None:
+        with ctx.uow() as uow:
+            # Whether the name exists is for administrators' eyes; what was typed is not kept (a password, maybe).
+            known: dict[str, Detail] = {"username_known": user is not None}
+            throttling.record_escalations(ctx, uow, reservation, client, user)
+            audit.record(
+                ctx, uow, EventType.SIGN_IN_PASSWORD_FAILED, client=client, actor=None, subject=user, details=known
+            )
+            uow.commit()
         raise InvalidCredentials()
     rehashed = ctx.passwords.hash(password) if ctx.passwords.needs_rehash(user.password_hash) else None
     with ctx.uow() as uow:
@@ -82,6 +91,10 @@ def login(ctx: ServiceContext, *, username: str, password: str, client: ClientIn
         methods = factors.available_methods(uow, user.id)
         if not methods:
             session_token = _open_session(ctx, uow, user, client)
+            password_only: dict[str, Detail] = {"method": "password"}
+            audit.record(
+                ctx, uow, EventType.SIGN_IN_SUCCEEDED, client=client, actor=user, subject=user, details=password_only
+            )
             uow.commit()
             return Authenticated(session_token, user)
         mfa_token = new_token(ctx.random_bytes)
@@ -103,27 +116,37 @@ def complete_mfa(
         raise MfaTokenInvalid()
     # The user's backoff is asked before anything is evaluated; a blocked attempt does not spend the token's tries.
     subjects = [throttling.second_factor(ctx, found.user_id)]
-    throttling.reserve(ctx, subjects)
+    reservation = throttling.reserve(ctx, subjects)
     with ctx.uow() as uow:
         challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
-        if challenge is None:
+        user = uow.users.get(found.user_id)
+        if challenge is None or user is None:
             raise MfaTokenInvalid()
-        if method not in factors.available_methods(uow, challenge.user_id):
+        if method not in factors.available_methods(uow, user.id):
             uow.commit()  # the attempt still counts
             raise MethodNotAvailable()
-        result = factors.check(ctx, uow, challenge.user_id, method, code)
+        result = factors.check(ctx, uow, user.id, method, code)
         if not result.ok:
             # Recorded for the user and admins to see later; never told here, where it would help an attacker.
-            factors.record_clock_observation(ctx, uow, challenge.user_id, result)
+            factors.record_clock_observation(ctx, uow, user.id, result)
+            throttling.record_escalations(ctx, uow, reservation, client, user)
+            audit.record(
+                ctx,
+                uow,
+                EventType.SIGN_IN_SECOND_FACTOR_FAILED,
+                client=client,
+                actor=None,
+                subject=user,
+                details=factors.failure_details(result),
+            )
             uow.commit()
             raise InvalidCode()
         # Spent in the same transaction as the factor: if another request won the token, neither is spent.
         if not uow.mfa_challenges.consume(challenge.id, ctx.clock.now()):
             raise MfaTokenInvalid()
         throttling.settle_success(ctx, uow, subjects)
-        user = uow.users.get(challenge.user_id)
-        assert user is not None
         session_token = _open_session(ctx, uow, user, client)
+        factors.record_success(ctx, uow, user, result, EventType.SIGN_IN_SUCCEEDED, client)
         uow.commit()
     return Authenticated(session_token, user)
 
@@ -139,12 +162,16 @@ def current_session(ctx: ServiceContext, session_token: str) -> CurrentSession:
     return CurrentSession(session.id, user, session.verified_at)
 
 
-def logout(ctx: ServiceContext, session_token: str) -> None:
+def logout(ctx: ServiceContext, session_token: str, client: ClientInfo | None = None) -> None:
     if not looks_like_token(session_token, prefix=SESSION_PREFIX):
         raise AuthenticationRequired()
+    token_hash = ctx.hash_token(session_token, SESSION_PURPOSE)
     with ctx.uow() as uow:
-        if not uow.sessions.revoke(ctx.hash_token(session_token, SESSION_PURPOSE), ctx.clock.now()):
+        session = uow.sessions.get_valid(token_hash, ctx.clock.now())
+        user = uow.users.get(session.user_id) if session else None
+        if user is None or not uow.sessions.revoke(token_hash, ctx.clock.now()):
             raise AuthenticationRequired()
+        audit.record(ctx, uow, EventType.SESSION_REVOKED, client=client, actor=user, subject=user)
         uow.commit()
 
 

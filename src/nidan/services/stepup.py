@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from nidan.core.models import ClientInfo, Method
+from nidan.core.audit import Detail, EventType
+from nidan.core.models import ClientInfo, Method, User
 from nidan.core.tokens import new_token
 from nidan.errors import AuthenticationRequired, InvalidCode, InvalidCredentials, MethodNotAvailable
-from nidan.services import factors, signin, throttling
+from nidan.services import audit, factors, signin, throttling
 from nidan.services.context import ServiceContext
 
 Password = Literal["password"]
@@ -53,17 +54,24 @@ def reauthenticate(
         raise MethodNotAvailable(SECOND_FACTOR_REQUIRED if method == PASSWORD else None)
 
     subjects = [throttling.second_factor(ctx, user.id)]
-    throttling.reserve(ctx, subjects)  # counted as a failure until the success below resets it
+    reservation = throttling.reserve(ctx, subjects)  # counted as a failure until the success below resets it
 
     # Argon2 is slow by design: no transaction is open while it runs.
     if method == PASSWORD and not ctx.passwords.verify(user.password_hash, secret):
+        _record_failure(ctx, reservation, user, client, {"method": PASSWORD})
         raise InvalidCredentials("That password is not correct. Enter the password you sign in with.")
 
     old_hash = ctx.hash_token(session_token, signin.SESSION_PURPOSE)
     with ctx.uow() as uow:
         # A code is checked and spent inside the transaction that opens the new session (replay-safe).
-        if method != PASSWORD and not factors.check(ctx, uow, user.id, Method(method), secret).ok:
-            raise InvalidCode()  # nothing is committed; the failure was counted by the reservation
+        result = factors.check(ctx, uow, user.id, Method(method), secret) if method != PASSWORD else None
+        if result is not None and not result.ok:
+            factors.record_clock_observation(ctx, uow, user.id, result, "step_up")
+            throttling.record_escalations(ctx, uow, reservation, client, user)
+            failed = factors.failure_details(result)
+            audit.record(ctx, uow, EventType.STEP_UP_FAILED, client=client, actor=user, subject=user, details=failed)
+            uow.commit()  # the failure's record, not the code: nothing was spent
+            raise InvalidCode()
         now = ctx.clock.now()
         # Spent once: of two step-ups on one session, only one opens a new session.
         if not uow.sessions.revoke(old_hash, now):
@@ -78,5 +86,21 @@ def reauthenticate(
             client.ip,
             client.user_agent,
         )
+        if result is not None:
+            factors.record_success(ctx, uow, user, result, EventType.STEP_UP_SUCCEEDED, client)
+        else:
+            confirmed: dict[str, Detail] = {"method": PASSWORD}
+            audit.record(
+                ctx, uow, EventType.STEP_UP_SUCCEEDED, client=client, actor=user, subject=user, details=confirmed
+            )
         uow.commit()
     return signin.Authenticated(token, user)
+
+
+def _record_failure(
+    ctx: ServiceContext, reservation: throttling.Reservation, user: User, client: ClientInfo, details: dict[str, Detail]
+) -> None:
+    with ctx.uow() as uow:
+        throttling.record_escalations(ctx, uow, reservation, client, user)
+        audit.record(ctx, uow, EventType.STEP_UP_FAILED, client=client, actor=user, subject=user, details=details)
+        uow.commit()

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nidan.core import backoff
+from nidan.core.audit import Detail, EventType
 from nidan.core.backoff import BackoffPolicy, ThrottleState
-from nidan.core.models import ThrottleScope
+from nidan.core.models import ClientInfo, ThrottleScope, User
 from nidan.core.ports import UnitOfWork
 from nidan.errors import RateLimited, VerificationLocked
+from nidan.services import audit
 from nidan.services.context import ServiceContext
 
 #: Compare-and-set rounds before giving up under extreme contention (answered as a 1 s block, never as a pass).
@@ -79,6 +81,19 @@ def reserve(ctx: ServiceContext, subjects: Sequence[Subject]) -> Reservation:
                 uow.commit()
                 return Reservation(tuple(counted))
     raise RateLimited(1)
+
+
+def record_escalations(
+    ctx: ServiceContext, uow: UnitOfWork, reservation: Reservation, client: ClientInfo, subject: User | None
+) -> None:
+    """After a failed attempt: log each block or lock it earned, once (refused requests are not logged)."""
+    for counted, state in reservation.escalations():
+        locked = state.locked_at is not None
+        details: dict[str, Detail] = {"scope": counted.scope.value, "failures": state.failures}
+        if state.blocked_until is not None and not locked:
+            details["blocked_seconds"] = backoff.block_seconds(state.failures, counted.policy)
+        kind = EventType.BACKOFF_LOCKED if locked else EventType.BACKOFF_BLOCKED
+        audit.record(ctx, uow, kind, client=client, actor=None, subject=subject, details=details)
 
 
 def settle_success(ctx: ServiceContext, uow: UnitOfWork, subjects: Sequence[Subject]) -> None:

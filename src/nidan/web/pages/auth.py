@@ -6,10 +6,10 @@ import contextlib
 
 from fastapi import APIRouter, Request, Response
 
-from nidan.core.models import Method
+from nidan.core.models import ClientInfo, Method
+from nidan.core.usernames import username_key
 from nidan.errors import AuthenticationRequired, InvalidCode, InvalidCredentials, MethodNotAvailable, MfaTokenInvalid
 from nidan.services import setup, signin
-from nidan.services.accounts import username_key
 from nidan.web.deps import Client, Services
 from nidan.web.pages import cookies
 from nidan.web.pages.csrf import CheckedForm, field
@@ -51,7 +51,7 @@ def login(request: Request, form: CheckedForm, ctx: Services, client: Client) ->
             entered_username=username,
             needs_setup=False,
         )
-    _end_previous_session(request, ctx)
+    _end_previous_session(request, ctx, client)
     if isinstance(result, signin.MfaRequired):
         response = redirect("/login/verify")
         cookies.set_mfa(request, response, ctx, result.mfa_token, username_key(username) or "")
@@ -98,7 +98,7 @@ def verify(request: Request, form: CheckedForm, ctx: Services, client: Client) -
             method=method.value,
             signing_in_as=username,
         )
-    _end_previous_session(request, ctx)
+    _end_previous_session(request, ctx, client)
     response = redirect("/security", "recovery_code_used" if method is Method.RECOVERY_CODE else None)
     cookies.set_session(request, response, ctx, result.session_token)
     cookies.clear_mfa(request, response)
@@ -106,17 +106,17 @@ def verify(request: Request, form: CheckedForm, ctx: Services, client: Client) -
 
 
 @router.post("/logout")
-def logout(request: Request, form: CheckedForm, ctx: Services) -> Response:
-    _end_previous_session(request, ctx)
+def logout(request: Request, form: CheckedForm, ctx: Services, client: Client) -> Response:
+    _end_previous_session(request, ctx, client)
     response = redirect("/login", "signed_out")
     cookies.clear_session(request, response)
     return response
 
 
-def _end_previous_session(request: Request, ctx: Services) -> None:
+def _end_previous_session(request: Request, ctx: Services, client: ClientInfo) -> None:
     """End the session this browser had (signing out, or signing in again over it): one browser, one session."""
     token = cookies.session_from_cookie(request)
     if token is None:
         return
     with contextlib.suppress(AuthenticationRequired):  # already ended or never valid: nothing to end
-        signin.logout(ctx, token)
+        signin.logout(ctx, token, client)

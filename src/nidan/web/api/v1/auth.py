@@ -76,9 +76,9 @@ def reauth(request: Request, body: ReauthRequest, ctx: Services, client: Client)
 
 
 @router.post("/logout", status_code=204, responses=errors_documented(401), summary="End this session")
-def logout(request: Request, ctx: Services) -> Response:
+def logout(request: Request, ctx: Services, client: Client) -> Response:
     token = bearer_token(request)
     if token is None:
         raise AuthenticationRequired()
-    signin.logout(ctx, token)
+    signin.logout(ctx, token, client)
     return Response(status_code=204)
