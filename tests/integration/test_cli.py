@@ -210,6 +210,26 @@ def test_user_show_tells_an_admin_about_a_drifting_phone_clock(nidan: Invoke, ru
     assert_refused(nidan("user", "show", "nobody"), "user_not_found")
 
 
+def test_user_unblock_lifts_a_block_and_show_tells_it(nidan: Invoke, runtime: Runtime) -> None:
+    ctx = runtime.services
+    ctx.clock.set(datetime.now(UTC))  # type: ignore[attr-defined]  # the command compares with the real time
+    make_user(ctx, "bob")
+    attacker = ClientInfo(ip="203.0.113.66")
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            signin.login(ctx, username="bob", password="wrong password", client=attacker)
+    shown = nidan("user", "show", "bob").stdout
+    assert "passwords from 203.0.113.66: blocked until" in shown
+    assert "second step: no recent failures" in shown
+
+    result = nidan("user", "unblock", "bob", "--reason", "verified by phone")
+    assert result.exit_code == 0, result.output
+    assert "Cleared 1 failure counter for bob." in result.stdout
+    assert "passwords from" not in nidan("user", "show", "bob").stdout
+    signin.login(ctx, username="bob", password=PASSWORD, client=attacker)
+    assert_refused(nidan("user", "unblock", "nobody"), "user_not_found")
+
+
 def test_user_list_shows_role_two_factor_and_sign_in(nidan: Invoke, runtime: Runtime) -> None:
     ctx = runtime.services
     make_user(ctx, "alice", role=InstanceRole.ADMIN)

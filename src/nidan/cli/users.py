@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
+from nidan.core.backoff import ThrottleState
 from nidan.core.models import InstanceRole, User
 from nidan.errors import InvalidInput
-from nidan.services import accounts, enrollment
+from nidan.services import accounts, enrollment, throttling
 
 from .common import command_line_client, opened_runtime
 
@@ -133,6 +134,7 @@ def show(
     with opened_runtime(ctx) as runtime:
         user = accounts.find_user(runtime.services, username)
         state = enrollment.security_state(runtime.services, user.id)
+        blocks = throttling.status(runtime.services, username)
     observations = [(o.observed_at, o.offset_seconds) for o in state.clock_observations]
     if as_json:
         record = {
@@ -145,6 +147,10 @@ def show(
             "totp_activated_at": _iso(state.totp_activated_at),
             "recovery_codes_remaining": state.recovery_codes_remaining,
             "clock_observations": [{"observed_at": _iso(at), "offset_seconds": off} for at, off in observations],
+            "second_step_failures": blocks.second_factor.failures,
+            "blocked_until": _iso(blocks.second_factor.blocked_until),
+            "locked": blocks.second_factor.locked_at is not None,
+            "password_failures": {ip: st.failures for ip, st in blocks.passwords},
         }
         typer.echo(json.dumps(record, indent=2))
         return
@@ -160,7 +166,31 @@ def show(
         lines += [f"  {_when(at)} UTC  {_clock_note(off)}" for at, off in observations]
     else:
         lines.append("Device clock:    no drift seen in the last 30 days")
+    lines.append("Backoff:         " + _describe_block(blocks.second_factor, "second step"))
+    lines += [f"                 {_describe_block(st, f'passwords from {ip}')}" for ip, st in blocks.passwords]
     typer.echo("\n".join(lines))
+
+
+def _describe_block(state: ThrottleState, what: str) -> str:
+    if state.locked_at is not None:
+        return f"{what}: LOCKED since {_when(state.locked_at)} UTC after {state.failures} failures (nidan user unblock)"
+    if state.blocked_until is not None and state.blocked_until > datetime.now(UTC):
+        return f"{what}: blocked until {_when(state.blocked_until)} UTC, {state.failures} failures in a row"
+    return f"{what}: {state.failures} failures in a row" if state.failures else f"{what}: no recent failures"
+
+
+@app.command("unblock")
+def unblock(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose blocks to lift.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the audit log.")] = None,
+) -> None:
+    """Lift a user's backoff block, the hard lock included (check it is really them first). Audited."""
+    with opened_runtime(ctx) as runtime:
+        cleared = throttling.clear(
+            runtime.services, username=username, actor=None, client=command_line_client(), reason=reason
+        )
+    typer.echo(f"Cleared {cleared} failure counter{'s' if cleared != 1 else ''} for {username}.")
 
 
 @app.command("passwd")

@@ -15,8 +15,9 @@ from nidan.core.audit import Detail, EventType
 from nidan.core.backoff import BackoffPolicy, ThrottleState
 from nidan.core.models import ClientInfo, ThrottleScope, User
 from nidan.core.ports import UnitOfWork
+from nidan.core.usernames import username_key
 from nidan.errors import RateLimited, VerificationLocked
-from nidan.services import audit
+from nidan.services import accounts, audit
 from nidan.services.context import ServiceContext
 
 #: Compare-and-set rounds before giving up under extreme contention (answered as a 1 s block, never as a pass).
@@ -105,23 +106,37 @@ def settle_success(ctx: ServiceContext, uow: UnitOfWork, subjects: Sequence[Subj
 
 @dataclass(frozen=True, slots=True)
 class BlockStatus:
+    user: User
     second_factor: ThrottleState
     #: Password counters for this username, one per client address.
     passwords: list[tuple[str, ThrottleState]]
 
 
-def status(ctx: ServiceContext, user_id: int, login_key: str) -> BlockStatus:
+def status(ctx: ServiceContext, username: str) -> BlockStatus:
+    """What an administrator sees: the user's second-step counter and their password counters per address."""
+    user = accounts.find_user(ctx, username)
+    key = username_key(user.username) or ""
     with ctx.uow() as uow:
-        second = uow.throttles.get(ThrottleScope.SECOND_FACTOR, str(user_id)) or ThrottleState()
+        second = uow.throttles.get(ThrottleScope.SECOND_FACTOR, str(user.id)) or ThrottleState()
         passwords = [
-            (key.split("|", 1)[1], state)
-            for key, state in uow.throttles.list_with_prefix(ThrottleScope.PASSWORD, f"{login_key}|")
+            (stored_key.split("|", 1)[1], state)
+            for stored_key, state in uow.throttles.list_with_prefix(ThrottleScope.PASSWORD, f"{key}|")
         ]
-    return BlockStatus(second, passwords)
+    return BlockStatus(user, second, passwords)
 
 
-def clear(ctx: ServiceContext, uow: UnitOfWork, user_id: int, login_key: str) -> int:
-    """An administrator lifts every block of a user (second step and their passwords from any address)."""
+def clear(
+    ctx: ServiceContext, *, username: str, actor: User | None, client: ClientInfo, reason: str | None = None
+) -> int:
+    """An administrator lifts every block of a user (second step, and their passwords from any address), after
+    checking it is really them; audited with the reason. Returns how many counters were cleared."""
+    user = accounts.find_user(ctx, username)
+    key = username_key(user.username) or ""
     now = ctx.clock.now()
-    cleared = uow.throttles.reset(ThrottleScope.SECOND_FACTOR, str(user_id), now)
-    return cleared + uow.throttles.reset_with_prefix(ThrottleScope.PASSWORD, f"{login_key}|", now)
+    with ctx.uow() as uow:
+        cleared = uow.throttles.reset(ThrottleScope.SECOND_FACTOR, str(user.id), now)
+        cleared += uow.throttles.reset_with_prefix(ThrottleScope.PASSWORD, f"{key}|", now)
+        details: dict[str, Detail] = {"counters": cleared, "reason": reason}
+        audit.record(ctx, uow, EventType.BACKOFF_CLEARED, client=client, actor=actor, subject=user, details=details)
+        uow.commit()
+    return cleared

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from nidan.core.models import ClientInfo
-from nidan.errors import AuthenticationRequired
+from nidan.core.models import ClientInfo, InstanceRole
+from nidan.errors import AdminRequired, AuthenticationRequired
 from nidan.services import signin
 from nidan.services.context import ServiceContext
 from nidan.web.client_address import Network, client_address
@@ -71,8 +71,27 @@ def recently_verified(
     return session
 
 
+def admin_session(session: Annotated[signin.CurrentSession, Depends(current_session)]) -> signin.CurrentSession:
+    """The signed-in session of an instance administrator; anyone else gets 403 ``admin_required``."""
+    if session.user.role is not InstanceRole.ADMIN:
+        raise AdminRequired()
+    return session
+
+
+def recent_admin(
+    session: Annotated[signin.CurrentSession, Depends(admin_session)],
+    ctx: Annotated[ServiceContext, Depends(services)],
+) -> signin.CurrentSession:
+    """An administrator who verified recently. The role is checked first, so a member is told 'admin_required'
+    rather than asked to re-verify for nothing."""
+    signin.require_recent_verification(ctx, session)
+    return session
+
+
 Services = Annotated[ServiceContext, Depends(services)]
 Client = Annotated[ClientInfo, Depends(client_info)]
 SignedIn = Annotated[signin.CurrentSession, Depends(current_session)]
 #: A session that verified recently: for sensitive actions (step-up, "sudo mode").
 RecentlyVerified = Annotated[signin.CurrentSession, Depends(recently_verified)]
+#: Every admin action: an instance administrator with a recent verification.
+AdminSession = Annotated[signin.CurrentSession, Depends(recent_admin)]

@@ -6,29 +6,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from nidan.core.audit import AuditRecord, Detail, EventType
-from nidan.core.models import InstanceRole
-from nidan.errors import AdminRequired
-from nidan.services import audit, signin
-from nidan.web.deps import RecentlyVerified, Services, SignedIn
+from nidan.services import audit
+from nidan.web.deps import AdminSession, Services, SignedIn
 from nidan.web.openapi import errors_documented
 
 router = APIRouter(prefix="/api/v1", tags=["security log"])
-
-
-def admin_session(session: SignedIn) -> signin.CurrentSession:
-    """The signed-in session of an instance administrator; anyone else gets 403 ``admin_required``."""
-    if session.user.role is not InstanceRole.ADMIN:
-        raise AdminRequired()
-    return session
-
-
-#: An administrator's session, checked before the step-up (so a member is told 'admin_required', not asked to
-#: re-verify for nothing). Admin endpoints also take ``RecentlyVerified``: every admin action needs a recent step-up.
-Admin = Annotated[signin.CurrentSession, Depends(admin_session)]
 
 
 class UserRef(BaseModel):
@@ -108,8 +94,7 @@ def my_events(
 )
 def all_events(
     ctx: Services,
-    _admin: Admin,
-    session: RecentlyVerified,
+    _admin: AdminSession,
     username: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     event_type: Annotated[EventType | None, Query(alias="type", description="One event type.")] = None,
     since: Annotated[datetime | None, Query()] = None,
