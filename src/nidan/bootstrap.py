@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from nidan import __version__
+from nidan.adapters.archive import TarArchives
 from nidan.adapters.clock import SystemClock
-from nidan.adapters.keyfiles import Keys, create_keys_if_missing, load_keys
+from nidan.adapters.clocksync import SystemClockSync
+from nidan.adapters.keyfiles import KeyFileDirectory, Keys, create_keys_if_missing, load_keys
 from nidan.config import Settings
 from nidan.core.backoff import BackoffPolicy
+from nidan.core.keys import HASH_KEY_FILE, PURPOSE_HASH, PURPOSE_PRIMARY, RETIRED_DIR, seal_file
 from nidan.core.passwords import PasswordHashing
-from nidan.core.ports import Clock, RandomSource
+from nidan.core.ports import Clock, ClockSyncProbe, RandomSource
 from nidan.core.recovery import HashParameters
+from nidan.core.sealing import fingerprint
+from nidan.db import dump as db_dump
 from nidan.db import engine as db_engine
-from nidan.db import tables
+from nidan.db.admin import SqlDatabaseAdmin, unusable
 from nidan.db.uow import SqlUnitOfWorkFactory
-from nidan.errors import ConfigurationError, KeyMissing
+from nidan.errors import ConfigurationError, HashKeyMismatch, HashKeyMissing, KeyMissing
 from nidan.services.context import ServiceContext
+from nidan.services.maintenance import MaintenanceContext
 
 
 @dataclass(frozen=True)
@@ -31,23 +39,50 @@ class Runtime:
 
 
 def prepare_storage(settings: Settings) -> Engine:
-    """Create the data directory and keys on first start, and apply pending migrations."""
+    """Create the data directory, and keys for a brand-new instance; apply pending migrations.
+
+    Keys are created only for a brand-new instance (no data, no process has recorded its keys yet, ``keys_dir``
+    not set): later, a new ``hash.key`` would silently end every session, and a new sealing key open nothing.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if settings.keys_dir is None:
-        create_keys_if_missing(settings.resolved_keys_dir)
     engine = db_engine.make_engine(settings.resolved_database_url)
+    if settings.keys_dir is None:
+        with engine.connect() as connection:
+            brand_new = db_dump.is_brand_new(connection)
+        if brand_new:
+            create_keys_if_missing(settings.resolved_keys_dir)
     db_engine.upgrade(engine)
     return engine
 
 
-def check_keys_cover_data(engine: Engine, keys: Keys) -> None:
-    """Refuse to start when sealed data names a key we lack: better than every code being 'wrong'."""
-    query = select(tables.totp_credentials.c.key_fingerprint).distinct()
-    with engine.connect() as connection:
-        named = {row[0] for row in connection.execute(query)}
-    missing = sorted(named - keys.ring.fingerprints)
-    if missing:
-        raise KeyMissing(missing[0])
+def check_keys_cover_data(engine: Engine, keys_dir: Path, now: datetime) -> Keys:
+    """Refuse to start with keys that do not fit the data: better than every code being 'wrong'.
+
+    Every sealing key a stored secret names must be in the key directory (or its ``retired/``); ``hash.key`` must
+    be there once the instance is in use, and be the one the database is used with; the primary sealing key the
+    database names must be here. The first process records its keys' fingerprints. Returns the loaded keys."""
+    database = SqlDatabaseAdmin(engine)
+    for name, secrets in sorted(database.sealed_counts().items()):
+        present = (keys_dir / seal_file(name)).exists() or (keys_dir / RETIRED_DIR / seal_file(name)).exists()
+        if not present:  # a damaged file is reported by ``load_keys``, with what is wrong with it
+            raise KeyMissing(name, secrets=secrets, keys_dir=str(keys_dir))
+    if not (keys_dir / HASH_KEY_FILE).exists() and (database.has_data() or database.recorded_keys()):
+        raise HashKeyMissing(str(keys_dir))
+    keys = load_keys(keys_dir)
+    ours = fingerprint(keys.hash_key)
+    recorded = database.record_keys({PURPOSE_HASH: ours, PURPOSE_PRIMARY: keys.ring.primary}, now)
+    if recorded.get(PURPOSE_HASH, ours) != ours:
+        raise HashKeyMismatch(ours, recorded[PURPOSE_HASH], str(keys_dir))
+    primary = recorded.get(PURPOSE_PRIMARY, keys.ring.primary)
+    if primary not in keys.ring.fingerprints:
+        raise KeyMissing(
+            primary,
+            keys_dir=str(keys_dir),
+            message=f"The database's primary sealing key is {primary} (a key rotation made it), but "
+            f"seal-{primary}.key is not in the key directory {keys_dir}. Copy it and `primary` from the host "
+            "where the rotation ran (or restore them from your backup) into the key directory and restart nidan.",
+        )
+    return keys
 
 
 def build_runtime(
@@ -55,19 +90,15 @@ def build_runtime(
 ) -> Runtime:
     """Everything a face needs; an unusable database or data directory is a ``ConfigurationError`` that says so."""
     try:
+        clock = clock or SystemClock()
         engine = prepare_storage(settings)
+        keys = check_keys_cover_data(engine, settings.resolved_keys_dir, clock.now())
     except SQLAlchemyError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigurationError(
-            f"The database cannot be used: {reason}. Check NIDAN_DATABASE_URL (or database_url in nidan.toml) "
-            "and that the database server is running."
-        ) from exc
+        raise unusable(exc) from exc
     except OSError as exc:
         raise ConfigurationError(
             f"The data directory {settings.data_dir} cannot be prepared: {exc}. Check the path and its permissions."
         ) from exc
-    keys = load_keys(settings.resolved_keys_dir)
-    check_keys_cover_data(engine, keys)
     security = settings.security
     limits = settings.rate_limit
     cost = HashParameters(
@@ -77,7 +108,7 @@ def build_runtime(
     )
     services = ServiceContext(
         uow=SqlUnitOfWorkFactory(engine),
-        clock=clock or SystemClock(),
+        clock=clock,
         random_bytes=random_bytes or os.urandom,
         keyring=keys.ring,
         hash_key=keys.hash_key,
@@ -94,3 +125,40 @@ def build_runtime(
         address_backoff=BackoffPolicy(limits.ip_tolerated_failures, limits.max_block_seconds, None),
     )
     return Runtime(settings=settings, engine=engine, services=services)
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    settings: Settings
+    engine: Engine
+    services: MaintenanceContext
+
+
+def build_maintenance(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    clock_sync: ClockSyncProbe | None = None,
+    create_data_dir: bool = False,
+) -> Maintenance:
+    """What ``doctor``, ``backup``, ``restore`` and ``keys`` need, read-only: unlike ``build_runtime`` this creates
+    no keys and applies no migration (``create_data_dir`` only makes the directory a restore writes into)."""
+    if create_data_dir:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"The data directory {settings.data_dir} cannot be created: {exc.strerror}. Check the path."
+            ) from exc
+    engine = db_engine.make_engine(settings.resolved_database_url)
+    services = MaintenanceContext(
+        database=SqlDatabaseAdmin(engine),
+        keys=KeyFileDirectory(settings.resolved_keys_dir),
+        archives=TarArchives(),
+        clock_sync=clock_sync or SystemClockSync(),
+        clock=clock or SystemClock(),
+        random_bytes=os.urandom,
+        uow=SqlUnitOfWorkFactory(engine),
+        version=__version__,
+    )
+    return Maintenance(settings=settings, engine=engine, services=services)

@@ -7,7 +7,9 @@ what to do next. It never contains a secret.
     NidanError
     ├── InvalidInput                    invalid_request
     │   ├── UsernameTaken               username_taken
-    │   └── WeakPassword                weak_password
+    │   ├── WeakPassword                weak_password
+    │   ├── BackupIncomplete            backup_incomplete
+    │   └── BackupDamaged               backup_damaged
     ├── AuthenticationError
     │   ├── InvalidCredentials          invalid_credentials
     │   ├── InvalidCode                 invalid_code
@@ -19,7 +21,9 @@ what to do next. It never contains a secret.
     │   ├── TotpNotEnabled              totp_not_enabled
     │   ├── TotpEnrollmentNotStarted    totp_enrollment_not_started
     │   ├── MethodNotAvailable          method_not_available
-    │   └── SetupAlreadyDone            setup_already_done
+    │   ├── SetupAlreadyDone            setup_already_done
+    │   ├── DatabaseNotEmpty            database_not_empty
+    │   └── KeyRotationConflict         key_rotation_conflict
     ├── CsrfFailed                      csrf_failed
     ├── Refused
     │   ├── RateLimited                 rate_limited
@@ -29,7 +33,9 @@ what to do next. It never contains a secret.
     ├── NotFound                        not_found
     │   └── UserNotFound                user_not_found
     └── ConfigurationError              configuration_error
-        └── KeyMissing                  key_missing
+        ├── KeyMissing                  key_missing
+        ├── HashKeyMissing              hash_key_missing
+        └── HashKeyMismatch             hash_key_mismatch
 """
 
 from __future__ import annotations
@@ -57,6 +63,20 @@ class UsernameTaken(InvalidInput):
 class WeakPassword(InvalidInput):
     code = "weak_password"
     default_message = "Choose a password of at least 8 characters."
+
+
+class BackupIncomplete(InvalidInput):
+    """A backup archive lacks a part an instance needs (the manifest, the dump, a key the data names)."""
+
+    code = "backup_incomplete"
+    default_message = "The backup archive is incomplete. Nothing was restored."
+
+
+class BackupDamaged(InvalidInput):
+    """A backup archive's parts do not match its manifest (checksums, row counts, key fingerprints)."""
+
+    code = "backup_damaged"
+    default_message = "The backup archive is damaged or was altered. Nothing was restored."
 
 
 class AuthenticationError(NidanError):
@@ -134,6 +154,21 @@ class MethodNotAvailable(StateConflict):
 class SetupAlreadyDone(StateConflict):
     code = "setup_already_done"
     default_message = "This instance already has an administrator. Sign in instead."
+
+
+class DatabaseNotEmpty(StateConflict):
+    code = "database_not_empty"
+    default_message = (
+        "The database already holds data. Restore into an empty database, or pass --force to replace everything "
+        "in it with the backup."
+    )
+
+
+class KeyRotationConflict(StateConflict):
+    """A key rotation cannot take this step now (another one runs, one is unfinished, a key is still in use)."""
+
+    code = "key_rotation_conflict"
+    default_message = "The key rotation cannot continue now."
 
 
 class CsrfFailed(NidanError):
@@ -214,9 +249,47 @@ class KeyMissing(ConfigurationError):
 
     code = "key_missing"
 
-    def __init__(self, fingerprint: str) -> None:
+    def __init__(
+        self,
+        fingerprint: str,
+        *,
+        secrets: int | None = None,
+        keys_dir: str | None = None,
+        message: str | None = None,
+    ) -> None:
         self.fingerprint = fingerprint
+        what = "this data" if secrets is None else f"{secrets} TOTP secret{'s' if secrets != 1 else ''}"
+        where = "the key directory" if keys_dir is None else f"the key directory {keys_dir}"
         super().__init__(
-            f"The encryption key {fingerprint} that sealed this data is not in the key directory. Restore the "
-            f"key file seal-{fingerprint}.key from your backup into the key directory and restart nidan."
+            message
+            or f"The encryption key {fingerprint} that sealed {what} is not in {where}. Restore the key file "
+            f"seal-{fingerprint}.key from your backup into the key directory and restart nidan."
+        )
+
+
+class HashKeyMissing(ConfigurationError):
+    """``hash.key`` is gone while the database holds data: a new one would silently end every session."""
+
+    code = "hash_key_missing"
+
+    def __init__(self, keys_dir: str) -> None:
+        super().__init__(
+            f"The token-hashing key hash.key is not in the key directory {keys_dir}, but this instance is in use. "
+            "nidan does not make a new one by itself: every session, sign-in attempt and setup link would stop "
+            "working. Restore hash.key from your backup into the key directory and restart nidan; if it is lost "
+            "for good, run `nidan keys rotate-hash` (everyone signs in again)."
+        )
+
+
+class HashKeyMismatch(ConfigurationError):
+    """This process's ``hash.key`` is not the one the database is used with (another process, another copy)."""
+
+    code = "hash_key_mismatch"
+
+    def __init__(self, ours: str, recorded: str, keys_dir: str) -> None:
+        super().__init__(
+            f"The token-hashing key in {keys_dir}/hash.key (fingerprint {ours}) is not the one this database is "
+            f"used with ({recorded}): sessions made by one process would be unknown to the other. Every process "
+            "of one instance needs the same key files: copy hash.key from the key directory of a process that "
+            "works (or from your backup) and restart. To replace it on purpose, run `nidan keys rotate-hash`."
         )

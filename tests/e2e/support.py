@@ -125,6 +125,12 @@ class Server:
             time.sleep(0.1)
         pytest.fail(f"nidan serve did not answer /healthz in {timeout} s\n{self.describe()}")
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown, no rollback by the process itself (a crash)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=15)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

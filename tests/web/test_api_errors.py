@@ -151,3 +151,19 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
         assert name in schemas
     login_responses = paths["/api/v1/auth/login"]["post"]["responses"]
     assert login_responses["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+
+
+def test_an_unexpected_error_still_carries_its_correlation_id(runtime: Runtime) -> None:
+    """Even a bug answers with the error body and the id a person can give support, and no stack trace."""
+    from nidan.web.app import create_app
+
+    app = create_app(runtime=runtime)
+
+    @app.get("/api/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/api/v1/boom")
+    error = assert_error(response, 500, "internal_error")
+    assert error["correlation_id"] and "secret internals" not in response.text

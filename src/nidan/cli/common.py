@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from nidan import __version__
-from nidan.bootstrap import Runtime, build_runtime
+from nidan.bootstrap import Maintenance, Runtime, build_maintenance, build_runtime
 from nidan.config import load_settings
 from nidan.core.models import ClientInfo
 from nidan.errors import ConfigurationError, NidanError
@@ -81,3 +81,15 @@ def opened_runtime(ctx: typer.Context) -> Iterator[Runtime]:
             yield runtime
     finally:
         runtime.engine.dispose()
+
+
+@contextmanager
+def opened_maintenance(ctx: typer.Context, *, create_data_dir: bool = False) -> Iterator[Maintenance]:
+    """Settings → the read-only administration context (no keys created, no migration applied)."""
+    with reporting_errors():
+        maintenance = build_maintenance(load_settings(state_of(ctx).config), create_data_dir=create_data_dir)
+    try:
+        with reporting_errors():
+            yield maintenance
+    finally:
+        maintenance.engine.dispose()

@@ -1,4 +1,5 @@
-"""The ``nidan`` command line: ``nidan serve``, ``nidan user ...`` and ``nidan audit ...``."""
+"""The ``nidan`` command line: ``serve``, ``user ...``, ``audit ...``, ``backup``, ``restore``, ``keys ...``,
+``doctor``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import typer
 
 from nidan import __version__
 
-from . import audit, users
+from . import audit, keys, users
+from .backup import backup, restore
 from .common import CliState
+from .doctor import doctor
 from .serve import serve
 
 app = typer.Typer(
@@ -45,13 +48,18 @@ def main(
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Every command creates the data directory and applies pending database migrations first."""
+    """Commands create the data directory and apply pending database migrations first, except doctor, backup,
+    restore and keys list, which change nothing they do not have to."""
     ctx.obj = CliState(config=config)
 
 
 app.command("serve")(serve)
 app.add_typer(users.app, name="user")
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
+app.command("backup")(backup)
+app.command("restore")(restore)
+app.command("doctor")(doctor)
 
 
 if __name__ == "__main__":

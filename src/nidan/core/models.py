@@ -114,3 +114,13 @@ class ThrottleScope(StrEnum):
     PASSWORD = "password"  # noqa: S105 (a scope name, not a password)
     #: Passwords from one address, whatever the username: key is the ip.
     PASSWORD_FROM_IP = "password_ip"  # noqa: S105
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSync:
+    """What the operating system says about its clock: ``synchronised`` is ``None`` when nothing could tell."""
+
+    synchronised: bool | None
+    #: Which source answered (``timedatectl``, ``chronyc tracking``, ...), or what was tried.
+    source: str
+    detail: str = ""

@@ -5,7 +5,7 @@ Single-use things are consumed by one conditional UPDATE whose row count tells w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +60,12 @@ def _totp(row: Any) -> TotpCredential:
 class _Repository:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
+
+    def _lock_user(self, user_id: int) -> None:
+        """Serialise a user's "replace everything" changes on PostgreSQL: a READ COMMITTED statement does not see
+        rows another transaction inserts meanwhile, so without it two replacements could both stay live. (SQLite
+        serialises every writer already; FOR UPDATE is left out there.)"""
+        self._c.execute(select(t.users.c.id).where(t.users.c.id == user_id).with_for_update())
 
 
 class SqlUserRepository(_Repository):
@@ -132,6 +138,7 @@ class SqlTotpRepository(_Repository):
 
     def replace_pending(self, user_id: int, sealed: Sealed, at: datetime) -> None:
         c = t.totp_credentials.c
+        self._lock_user(user_id)
         self._c.execute(delete(t.totp_credentials).where(c.user_id == user_id, c.state == PENDING))
         self._c.execute(
             insert(t.totp_credentials).values(
@@ -173,6 +180,30 @@ class SqlTotpRepository(_Repository):
     def delete_all(self, user_id: int) -> int:
         return self._c.execute(delete(t.totp_credentials).where(t.totp_credentials.c.user_id == user_id)).rowcount
 
+    def count_by_key(self) -> Mapping[str, int]:
+        c = t.totp_credentials.c
+        rows = self._c.execute(select(c.key_fingerprint, func.count()).group_by(c.key_fingerprint))
+        return {str(name): int(count) for name, count in rows}
+
+    def sealed_elsewhere(self, key_fingerprint: str, *, after_id: int, limit: int) -> Sequence[TotpCredential]:
+        c = t.totp_credentials.c
+        query = (
+            select(t.totp_credentials)
+            .where(c.key_fingerprint != key_fingerprint, c.id > after_id)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        return [_totp(row) for row in self._c.execute(query)]
+
+    def reseal(self, credential_id: int, expected_key: str, sealed: Sealed) -> bool:
+        c = t.totp_credentials.c
+        result = self._c.execute(
+            update(t.totp_credentials)
+            .where(c.id == credential_id, c.key_fingerprint == expected_key)
+            .values(key_fingerprint=sealed.key_fingerprint, sealed_secret=sealed.blob)
+        )
+        return result.rowcount == 1
+
 
 class SqlRecoveryCodeRepository(_Repository):
     def get_current(self, user_id: int) -> RecoveryCodeSet | None:
@@ -199,6 +230,7 @@ class SqlRecoveryCodeRepository(_Repository):
         )
 
     def replace(self, user_id: int, salt: bytes, hash_parameters: str, digests: Sequence[bytes], at: datetime) -> None:
+        self._lock_user(user_id)
         self.revoke_all(user_id, at)
         set_id = self._c.execute(
             insert(t.recovery_code_sets)

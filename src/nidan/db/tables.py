@@ -230,3 +230,14 @@ audit_chain_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+#: Which keys this database is used with, by fingerprint (never the keys themselves): ``hash`` (``hash.key``) and
+#: ``primary`` (the sealing key new secrets get). Every process compares its own key files with these at start, so
+#: one with another ``hash.key``, or without the primary sealing key, refuses to start instead of failing quietly.
+instance_keys = Table(
+    "instance_keys",
+    metadata,
+    Column("purpose", String(16), primary_key=True),
+    Column("fingerprint", String(32), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 from sqlalchemy import Connection, Engine
 
 from nidan.core import ports
@@ -22,8 +26,9 @@ class SqlUnitOfWork:
     throttles: ports.ThrottleRepository
     audit: ports.AuditRepository
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
         self._engine = engine
+        self._before_commit = before_commit
         self._connection: Connection | None = None
 
     def __enter__(self) -> SqlUnitOfWork:
@@ -53,12 +58,37 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         assert self._connection is not None
+        if self._before_commit is not None:
+            self._before_commit()
         self._connection.commit()
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        #: TEST ONLY (fault injection, see ``commit_gate``); ``None`` in every real deployment.
+        self.before_commit = before_commit
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine)
+        return SqlUnitOfWork(self.engine, self.before_commit)
+
+
+#: The longest a gated commit waits for the test, so a forgotten gate never hangs a process for good.
+GATE_TIMEOUT_SECONDS = 60.0
+
+
+def commit_gate(gate: Path) -> Callable[[], None]:
+    """TEST ONLY: before each commit, create the file ``gate`` and wait until it is removed (at most a minute).
+
+    Set by ``NIDAN_TEST_COMMIT_GATE`` (read only by the composition root), so that a test can look at the database
+    while a use case's transaction is open, then SIGKILL the process inside it or let it commit by removing the
+    file. Never set it in production: every commit would wait.
+    """
+
+    def hold() -> None:
+        gate.touch()
+        deadline = time.monotonic() + GATE_TIMEOUT_SECONDS
+        while gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    return hold

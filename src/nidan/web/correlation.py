@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nidan.errors import NidanError
+
+log = logging.getLogger("nidan.web")
 
 HEADER = "X-Correlation-ID"
 _current: ContextVar[str] = ContextVar("correlation_id", default="")
@@ -41,8 +46,24 @@ class CorrelationIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_id(message)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            # Answered here, inside this middleware, so even a crash carries its correlation id to the person.
+            log.exception("unexpected error (correlation id %s)", correlation_id)
+            if started:
+                raise
+            from nidan.web.problems import problem_response
+
+            response = problem_response(500, "internal_error", NidanError.default_message)
+            await response(scope, receive, send_with_id)
         finally:
             _current.reset(token)
 
