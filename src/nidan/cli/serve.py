@@ -92,7 +92,8 @@ def serve(
         typer.Option(min=1, max=64, help="Worker processes (default: server.workers, 1).", show_default=False),
     ] = None,
 ) -> None:
-    """Run the web server (API and pages). Creates the data directory and keys and migrates the database first."""
+    """Run the web server (API and pages). Creates the data directory (and keys, for a new instance) and migrates
+    the database first."""
     state = state_of(ctx)
     with reporting_errors():
         settings = load_settings(state.config)
