@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -50,3 +53,18 @@ def enable_totp(client: TestClient, ctx: ServiceContext, session_token: str) -> 
     assert activated.status_code == 200, activated.text
     ctx.clock.advance(2 * totp.PERIOD)  # type: ignore[attr-defined]
     return secret, activated.json()["recovery_codes"]
+
+
+def race(count: int, attempt: Callable[[int], object], expected: tuple[type[Exception], ...]) -> list[object]:
+    """``count`` threads released at once by a barrier; each result, or the expected exception it raised."""
+    barrier = Barrier(count)
+
+    def run(index: int) -> object:
+        barrier.wait()
+        try:
+            return attempt(index)
+        except expected as exc:
+            return exc
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))

@@ -6,8 +6,6 @@ Across processes on PostgreSQL is the scale-out issue's test; here each back end
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from threading import Barrier
 
 import pytest
 
@@ -16,6 +14,7 @@ from nidan.config import RateLimitSettings, Settings
 from nidan.core.models import ClientInfo, Method
 from nidan.errors import InvalidCode, MfaTokenInvalid
 from nidan.services import enrollment, signin
+from tests import helpers
 from tests.helpers import PASSWORD, code_at, make_user
 
 RACERS = 16
@@ -28,17 +27,7 @@ def settings(settings: Settings) -> Settings:
 
 
 def race(attempt: Callable[[int], object]) -> list[object]:
-    barrier = Barrier(RACERS)
-
-    def run(index: int) -> object:
-        barrier.wait()
-        try:
-            return attempt(index)
-        except (InvalidCode, MfaTokenInvalid) as exc:
-            return exc
-
-    with ThreadPoolExecutor(RACERS) as pool:
-        return list(pool.map(run, range(RACERS)))
+    return helpers.race(RACERS, attempt, (InvalidCode, MfaTokenInvalid))
 
 
 def totp_user(runtime: Runtime) -> tuple[str, list[str]]:

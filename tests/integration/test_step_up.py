@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from threading import Barrier
 
 import pytest
 
@@ -20,6 +18,7 @@ from nidan.errors import (
 )
 from nidan.services import accounts, enrollment, signin, stepup
 from nidan.services.context import ServiceContext
+from tests import helpers
 from tests.conftest import FixedClock
 from tests.helpers import PASSWORD, code_at, make_user
 
@@ -102,17 +101,7 @@ def test_a_password_never_steps_up_a_user_with_a_second_factor(runtime: Runtime)
 
 
 def race(attempt: Callable[[int], object]) -> list[object]:
-    barrier = Barrier(RACERS)
-
-    def run(index: int) -> object:
-        barrier.wait()
-        try:
-            return attempt(index)
-        except (InvalidCode, AuthenticationRequired) as exc:
-            return exc
-
-    with ThreadPoolExecutor(RACERS) as pool:
-        return list(pool.map(run, range(RACERS)))
+    return helpers.race(RACERS, attempt, (InvalidCode, AuthenticationRequired))
 
 
 def test_one_session_steps_up_once_under_a_race(unthrottled: Runtime) -> None:
