@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from nidan.bootstrap import Runtime
-from nidan.cli.main import app
 from nidan.config import Settings
 from nidan.core.audit import GENESIS_HASH, AuditEvent, AuditRecord, chain_hash, verify_chain
-from tests.conftest import FAST_SECURITY
 from tests.helpers import PASSWORD, make_user
+from tests.integration.backup_support import cli_for
 from tests.integration.test_audit import all_records, some_events
 
 Invoke = Callable[..., Result]
@@ -27,22 +26,7 @@ Invoke = Callable[..., Result]
 
 @pytest.fixture
 def nidan(settings: Settings, tmp_path: Path) -> Invoke:
-    env = {
-        "NIDAN_DATA_DIR": str(settings.data_dir),
-        "NIDAN_DATABASE_URL": settings.database_url,
-        "NIDAN_KEYS_DIR": None,
-        "NIDAN_CONFIG": str(tmp_path / "no-such-nidan.toml"),
-        "NIDAN_SECURITY_ARGON2_MEMORY_KIB": str(FAST_SECURITY["argon2_memory_kib"]),
-        "NIDAN_SECURITY_ARGON2_TIME_COST": str(FAST_SECURITY["argon2_time_cost"]),
-    }
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        result = CliRunner(env=env).invoke(app, list(args), input=input)
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result
-
-    return invoke
+    return cli_for(settings, tmp_path)
 
 
 def test_the_command_line_is_named_as_the_client(nidan: Invoke, runtime: Runtime) -> None:
