@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from nidan.core.sealing import fingerprint
 from nidan.db import dump as db_dump
 from nidan.db import engine as db_engine
 from nidan.db.admin import SqlDatabaseAdmin, unusable
-from nidan.db.uow import SqlUnitOfWorkFactory
+from nidan.db.uow import SqlUnitOfWorkFactory, commit_gate
 from nidan.errors import ConfigurationError, HashKeyMismatch, HashKeyMissing, KeyMissing
 from nidan.services.context import ServiceContext
 from nidan.services.maintenance import MaintenanceContext
@@ -83,6 +83,20 @@ def check_keys_cover_data(engine: Engine, keys_dir: Path, now: datetime) -> Keys
             "where the rotation ran (or restore them from your backup) into the key directory and restart nidan.",
         )
     return keys
+
+
+#: TEST ONLY: a file path that makes every commit wait until a test removes it (see ``nidan.db.uow.commit_gate``),
+#: so a test can SIGKILL a real process inside an open transaction.
+COMMIT_GATE_VARIABLE = "NIDAN_TEST_COMMIT_GATE"
+
+
+def serving_services(runtime: Runtime) -> ServiceContext:
+    """The services a web process serves requests with: the runtime's, plus the test-only commit gate when set
+    (start-up work such as migrations and the setup link is never held by it)."""
+    gate = os.environ.get(COMMIT_GATE_VARIABLE)
+    if not gate:
+        return runtime.services
+    return replace(runtime.services, uow=SqlUnitOfWorkFactory(runtime.engine, before_commit=commit_gate(Path(gate))))
 
 
 def build_runtime(

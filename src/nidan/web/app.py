@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from nidan import __version__
-from nidan.bootstrap import Runtime, build_runtime
+from nidan.bootstrap import Runtime, build_runtime, serving_services
 from nidan.config import Settings, load_settings
-from nidan.db.uow import SqlUnitOfWorkFactory, commit_gate
-from nidan.services.context import ServiceContext
 from nidan.web import pages
 from nidan.web.api.v1 import admin, auth, events, me
 from nidan.web.client_address import parse_networks
@@ -29,22 +25,12 @@ Every error answer has the body `{"error": {"code", "message", "correlation_id",
 
 
 STATIC_DIR = Path(__file__).parent / "static"
-#: TEST ONLY: a file path that makes every commit wait until a test removes it (see ``nidan.db.uow.commit_gate``).
-COMMIT_GATE_VARIABLE = "NIDAN_TEST_COMMIT_GATE"
-
-
-def with_test_hooks(runtime: Runtime) -> ServiceContext:
-    """The runtime's services, with the fault-injection gate the tests use to SIGKILL a process mid-transaction."""
-    gate = os.environ.get(COMMIT_GATE_VARIABLE)
-    if not gate:
-        return runtime.services
-    return replace(runtime.services, uow=SqlUnitOfWorkFactory(runtime.engine, before_commit=commit_gate(Path(gate))))
 
 
 def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
     runtime = runtime or build_runtime(settings or load_settings())
     app = FastAPI(title="nidan", version=__version__, description=API_DESCRIPTION, docs_url=None, redoc_url=None)
-    app.state.services = with_test_hooks(runtime)
+    app.state.services = serving_services(runtime)
     app.state.settings = runtime.settings
     app.state.trusted_proxies = parse_networks(runtime.settings.server.trusted_proxies)
     install_error_handlers(app, pages.render_error_page)
