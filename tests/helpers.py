@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
@@ -68,3 +69,9 @@ def race(count: int, attempt: Callable[[int], object], expected: tuple[type[Exce
 
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(run, range(count)))
+
+
+def basic_header(username: str, secret: str) -> dict[str, str]:
+    """``Authorization: Basic`` for the forward-auth gate (RFC 7617, UTF-8)."""
+    encoded = base64.b64encode(f"{username}:{secret}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {encoded}"}

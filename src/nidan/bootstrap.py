@@ -19,6 +19,7 @@ from nidan.config import Settings
 from nidan.core.backoff import BackoffPolicy
 from nidan.core.keys import HASH_KEY_FILE, PURPOSE_HASH, PURPOSE_PRIMARY, RETIRED_DIR, seal_file
 from nidan.core.passwords import PasswordHashing
+from nidan.core.policy import OrgPolicy
 from nidan.core.ports import Clock, ClockSyncProbe, RandomSource
 from nidan.core.recovery import HashParameters
 from nidan.core.sealing import fingerprint
@@ -137,6 +138,14 @@ def build_runtime(
         # Passwords are never hard-locked: anyone who knows a username could lock its owner out that way.
         password_backoff=BackoffPolicy(limits.tolerated_failures, limits.max_block_seconds, None),
         address_backoff=BackoffPolicy(limits.ip_tolerated_failures, limits.max_block_seconds, None),
+        token_max_lifetime_days=security.token_max_lifetime_days,
+        password_authentication_for_git=security.password_authentication_for_git,
+        default_org_policy=OrgPolicy(
+            two_factor=settings.policy.two_factor,
+            grace_period_days=settings.policy.grace_period_days,
+            allowed_methods=frozenset(settings.policy.allowed_methods),
+            tolerated_failures=settings.policy.tolerated_failures,
+        ),
     )
     return Runtime(settings=settings, engine=engine, services=services)
 

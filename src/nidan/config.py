@@ -14,6 +14,8 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from nidan.core.models import Method
+from nidan.core.policy import MAX_GRACE_DAYS, TwoFactorPolicy
 from nidan.errors import ConfigurationError
 
 
@@ -77,6 +79,12 @@ class SecuritySettings(_Section):
     argon2_parallelism: int = Field(default=1, ge=1)
     #: Sensitive actions need a verification (sign-in or step-up) made within this many minutes.
     step_up_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    #: The longest a personal access token or app password may live, in days; one created without an expiry date
+    #: expires then. 0: no cap (tokens without a date live until revoked).
+    token_max_lifetime_days: int = Field(default=365, ge=0, le=100 * 365)
+    #: Whether Git-style clients may use a password at the Basic gate (only users without 2FA, not required to
+    #: have it). Off: tokens only, for everyone.
+    password_authentication_for_git: bool = True
 
 
 class RateLimitSettings(_Section):
@@ -93,6 +101,33 @@ class RateLimitSettings(_Section):
     ip_tolerated_failures: int = Field(default=20, ge=0, le=100_000)
 
 
+class PolicySettings(_Section):
+    """The two-step policy a new organisation starts with (each organisation then has its own)."""
+
+    model_config = SettingsConfigDict(env_prefix="NIDAN_POLICY_", extra="forbid")
+    #: ``optional``, ``required_for_admins`` or ``required_for_all``.
+    two_factor: TwoFactorPolicy = TwoFactorPolicy.OPTIONAL
+    grace_period_days: int = Field(default=0, ge=0, le=MAX_GRACE_DAYS)
+    #: Methods members may sign in with; ``totp`` must be among them (env: comma-separated).
+    allowed_methods: Annotated[list[Method], NoDecode] = Field(default_factory=lambda: list(Method))
+    #: Wrong codes tolerated before the backoff blocks, for members; unset: ``rate_limit.tolerated_failures``.
+    tolerated_failures: int | None = Field(default=None, ge=0, le=1000)
+
+    @field_validator("allowed_methods", mode="before")
+    @classmethod
+    def _split_methods(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_methods")
+    @classmethod
+    def _totp_allowed(cls, value: list[Method]) -> list[Method]:
+        if Method.TOTP not in value:
+            raise ValueError("totp must be allowed: it is how people set up two-step verification")
+        return value
+
+
 class Settings(_Section):
     model_config = SettingsConfigDict(env_prefix="NIDAN_", extra="forbid")
     data_dir: Path = Path("nidan-data")
@@ -103,11 +138,13 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
 
     SECTIONS: ClassVar[dict[str, type[_Section]]] = {
         "server": ServerSettings,
         "security": SecuritySettings,
         "rate_limit": RateLimitSettings,
+        "policy": PolicySettings,
     }
 
     @property
@@ -146,6 +183,7 @@ _SECTION_OF_MODEL = {
     "ServerSettings": "server",
     "SecuritySettings": "security",
     "RateLimitSettings": "rate_limit",
+    "PolicySettings": "policy",
 }
 
 

@@ -6,6 +6,7 @@ what to do next. It never contains a secret.
 
     NidanError
     ├── InvalidInput                    invalid_request
+    │   ├── NoEnrollment                no_enrollment_found (400)
     │   ├── UsernameTaken               username_taken
     │   ├── WeakPassword                weak_password
     │   ├── BackupIncomplete            backup_incomplete
@@ -16,22 +17,39 @@ what to do next. It never contains a secret.
     │   │   └── ClockSkewDetected       clock_skew_detected
     │   ├── MfaTokenInvalid             mfa_token_invalid
     │   ├── AuthenticationRequired      authentication_required
-    │   └── SetupTokenInvalid           setup_token_invalid
+    │   ├── SetupTokenInvalid           setup_token_invalid
+    │   ├── AppKeyInvalid               app_key_invalid
+    │   ├── BasicAuthDenied             basic_auth_denied
+    │   └── RecoveryLinkInvalid         recovery_link_invalid
     ├── StateConflict
     │   ├── TotpNotEnabled              totp_not_enabled
     │   ├── TotpEnrollmentNotStarted    totp_enrollment_not_started
     │   ├── MethodNotAvailable          method_not_available
     │   ├── SetupAlreadyDone            setup_already_done
     │   ├── DatabaseNotEmpty            database_not_empty
-    │   └── KeyRotationConflict         key_rotation_conflict
+    │   ├── KeyRotationConflict         key_rotation_conflict
+    │   ├── ApplicationExists           application_exists
+    │   ├── TokenLimitReached           token_limit_reached
+    │   ├── OrganisationExists          organisation_exists
+    │   ├── MemberExists                member_exists
+    │   ├── LastOwner                   last_owner
+    │   ├── EnableTwoFactorFirst        enable_two_factor_first
+    │   └── TwoFactorRequiredByPolicy   two_factor_required_by_policy
     ├── CsrfFailed                      csrf_failed
     ├── Refused
     │   ├── RateLimited                 rate_limited
     │   ├── VerificationLocked          verification_locked
     │   ├── ReauthenticationRequired    reauthentication_required
-    │   └── AdminRequired               admin_required
+    │   ├── AdminRequired               admin_required
+    │   ├── NotPermitted                not_permitted
+    │   ├── CannotActOnSelf             cannot_act_on_self
+    │   └── MfaSetupRequired            mfa_setup_required
     ├── NotFound                        not_found
-    │   └── UserNotFound                user_not_found
+    │   ├── UserNotFound                user_not_found
+    │   ├── TokenNotFound               token_not_found
+    │   ├── ApplicationNotFound         application_not_found
+    │   ├── OrganisationNotFound        organisation_not_found
+    │   └── MemberNotFound              member_not_found
     └── ConfigurationError              configuration_error
         ├── KeyMissing                  key_missing
         ├── HashKeyMissing              hash_key_missing
@@ -53,6 +71,13 @@ class NidanError(Exception):
 class InvalidInput(NidanError):
     code = "invalid_request"
     default_message = "The request is not valid. Check the fields and try again."
+
+
+class NoEnrollment(InvalidInput):
+    """Atlassian's unenroll contract: the user has no second factor to remove (answered 400)."""
+
+    code = "no_enrollment_found"
+    default_message = "No enrollment found for this user."
 
 
 class UsernameTaken(InvalidInput):
@@ -131,6 +156,39 @@ class SetupTokenInvalid(AuthenticationError):
     )
 
 
+class AppKeyInvalid(AuthenticationError):
+    """A relying application's API key is missing, unknown or was removed."""
+
+    code = "app_key_invalid"
+    default_message = (
+        "The application's API key is missing or not valid. Send it as 'Authorization: Bearer nidan_key_...'; "
+        "an administrator can register the application again (`nidan app add NAME`) if the key was lost."
+    )
+
+
+#: GitLab's words, kept exactly: Git clients and people searching for them already know what they mean.
+BASIC_AUTH_DENIED_MESSAGE = (
+    "HTTP Basic: Access denied. If a password was provided for Git authentication, the password was incorrect or "
+    "you're required to use a token instead of a password. If a token was provided, it was either incorrect, "
+    "expired, or improperly scoped."
+)
+
+
+class BasicAuthDenied(AuthenticationError):
+    """The forward-auth gate refused a username and password or token; the same answer for every reason."""
+
+    code = "basic_auth_denied"
+    default_message = BASIC_AUTH_DENIED_MESSAGE
+
+
+class RecoveryLinkInvalid(AuthenticationError):
+    code = "recovery_link_invalid"
+    default_message = (
+        "This recovery link is not valid: it has expired or was already used. Run `nidan admin recover USERNAME` "
+        "on the server again for a new one."
+    )
+
+
 class StateConflict(NidanError):
     code = "conflict"
     default_message = "The request conflicts with the current state."
@@ -169,6 +227,50 @@ class KeyRotationConflict(StateConflict):
 
     code = "key_rotation_conflict"
     default_message = "The key rotation cannot continue now."
+
+
+class ApplicationExists(StateConflict):
+    code = "application_exists"
+    default_message = "An application with that name is registered already. Choose another name or remove it first."
+
+
+class TokenLimitReached(StateConflict):
+    code = "token_limit_reached"
+    default_message = "You have too many access tokens and app passwords. Revoke ones you no longer use first."
+
+
+class OrganisationExists(StateConflict):
+    code = "organisation_exists"
+    default_message = "An organisation with that short name exists already. Choose another one."
+
+
+class MemberExists(StateConflict):
+    code = "member_exists"
+    default_message = "That user is a member of the organisation already. Change their role instead."
+
+
+class LastOwner(StateConflict):
+    code = "last_owner"
+    default_message = (
+        "This is the organisation's last owner: make someone else an owner first, so nobody is locked out of its "
+        "settings."
+    )
+
+
+class EnableTwoFactorFirst(StateConflict):
+    code = "enable_two_factor_first"
+    default_message = (
+        "You would be the first one asked to set up two-step verification and you have none: set up your "
+        "authenticator app first (Account security), then require it of others."
+    )
+
+
+class TwoFactorRequiredByPolicy(StateConflict):
+    code = "two_factor_required_by_policy"
+    default_message = (
+        "Your organisation requires two-step verification, so it cannot be turned off. You can change to a new "
+        "authenticator app instead, or ask an administrator to reset it if you lost yours."
+    )
 
 
 class CsrfFailed(NidanError):
@@ -229,6 +331,34 @@ class AdminRequired(Refused):
     default_message = "Only an instance administrator can do this. Ask an administrator if you need it done."
 
 
+class NotPermitted(Refused):
+    """Signed in with an administrative role, but not over this user or organisation."""
+
+    code = "not_permitted"
+    default_message = (
+        "You cannot do this for that user or organisation: your role does not cover them. Ask an instance "
+        "administrator."
+    )
+
+
+class CannotActOnSelf(Refused):
+    code = "cannot_act_on_self"
+    default_message = (
+        "Administrators cannot do this to their own account. Another administrator can, or use your own "
+        "Account security page."
+    )
+
+
+class MfaSetupRequired(Refused):
+    """An enrolment session (2FA required, not set up yet) asked for something other than setting it up."""
+
+    code = "mfa_setup_required"
+    default_message = (
+        "Your organisation requires two-step verification. Set up an authenticator app first "
+        "(POST /api/v1/me/totp, then POST /api/v1/me/totp/activate with its first code); then you can continue."
+    )
+
+
 class NotFound(NidanError):
     code = "not_found"
     default_message = "Nothing was found at this address."
@@ -237,6 +367,26 @@ class NotFound(NidanError):
 class UserNotFound(NotFound):
     code = "user_not_found"
     default_message = "No user with that username exists."
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+    default_message = "You have no access token or app password with that id (it may have been revoked already)."
+
+
+class ApplicationNotFound(NotFound):
+    code = "application_not_found"
+    default_message = "No application with that name is registered."
+
+
+class OrganisationNotFound(NotFound):
+    code = "organisation_not_found"
+    default_message = "No organisation with that short name exists."
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    default_message = "That user is not a member of the organisation."
 
 
 class ConfigurationError(NidanError):

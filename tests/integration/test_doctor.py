@@ -103,8 +103,9 @@ def test_pending_migrations_are_listed_not_applied(runtime: Runtime, settings: S
     result = nidan("doctor")
     assert result.exit_code == 0, result.output
     assert "WARN  migrations" in result.stdout
-    assert "at revision 0001; pending: 0002, 0003" in result.stdout
-    assert set(db_engine.pending_migrations(runtime.engine)) == {"0002", "0003"}
+    pending = sorted(db_engine.pending_migrations(runtime.engine))
+    assert pending[0] == "0002" and len(pending) >= 4  # 0002 ... the newest, none applied
+    assert f"at revision 0001; pending: {', '.join(pending)}" in result.stdout
 
 
 def test_an_unreachable_database_fails(tmp_path: Path, settings: Settings) -> None:

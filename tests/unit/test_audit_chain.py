@@ -68,6 +68,11 @@ def test_the_event_types_are_exactly_the_published_ones() -> None:
         "totp.enrolled", "totp.changed", "totp.removed", "recovery_codes.regenerated", "backoff.blocked",
         "backoff.locked", "backoff.cleared", "step_up.succeeded", "step_up.failed", "session.revoked",
         "sessions.revoked_all", "user.created", "user.password_set", "setup.completed",
+        "token.created", "token.revoked", "tokens.revoked_all", "basic_auth.failed", "application.added",
+        "application.removed", "verify.succeeded", "verify.failed", "sign_in.setup_required", "two_factor.reset",
+        "two_factor.unenrolled", "two_factor.registration_required", "organisation.created",
+        "organisation.policy_changed", "member.added", "member.changed", "member.removed", "admin.recovered",
+        "recovery_link.used",
     }  # fmt: skip
     assert all(len(e.value) <= 48 for e in EventType)  # the column's width
 

@@ -1,5 +1,5 @@
-"""The ``nidan`` command line: ``serve``, ``user ...``, ``audit ...``, ``backup``, ``restore``, ``keys ...``,
-``doctor``."""
+"""The ``nidan`` command line: ``serve``, ``user ...``, ``org ...``, ``admin recover``, ``app ...``, ``audit ...``,
+``backup``, ``restore``, ``keys ...``, ``doctor``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from nidan import __version__
 
-from . import audit, keys, users
+from . import admin, apps, audit, keys, orgs, users
 from .backup import backup, restore
 from .common import CliState
 from .doctor import doctor
@@ -55,6 +55,9 @@ def main(
 
 app.command("serve")(serve)
 app.add_typer(users.app, name="user")
+app.add_typer(orgs.app, name="org")
+app.add_typer(admin.app, name="admin")
+app.add_typer(apps.app, name="app")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.command("backup")(backup)

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
+from nidan.core.audit import export_line
 from nidan.core.backoff import ThrottleState
 from nidan.core.models import InstanceRole, User
 from nidan.errors import InvalidInput
-from nidan.services import accounts, enrollment, throttling
+from nidan.services import accounts, audit, enrollment, throttling, tokens, user_admin
 
 from .common import command_line_client, opened_runtime
 
@@ -38,7 +39,7 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
-def _when(moment: datetime | None) -> str:
+def minute_text(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if moment else "never"
 
 
@@ -111,8 +112,8 @@ def list_users(
             user.email,
             user.role.value,
             "on" if _two_factor(user, states) else "off",
-            _when(user.created_at),
-            _when(user.last_sign_in_at),
+            minute_text(user.created_at),
+            minute_text(user.last_sign_in_at),
         ]
         for user in users
     ]
@@ -130,11 +131,11 @@ def show(
     username: Annotated[str, typer.Argument(help="Whose account to show.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Show one user's second-factor state and the device-clock drift seen at their recent sign-ins."""
+    """Show one user's second-factor state, organisations, the device-clock drift seen at their recent sign-ins and
+    their backoff counters."""
     with opened_runtime(ctx) as runtime:
-        user = accounts.find_user(runtime.services, username)
-        state = enrollment.security_state(runtime.services, user.id)
-        blocks = throttling.status(runtime.services, username)
+        found = user_admin.overview(runtime.services, username=username, actor=None)
+    user, state, blocks = found.user, found.security, found.block
     observations = [(o.observed_at, o.offset_seconds) for o in state.clock_observations]
     if as_json:
         record = {
@@ -151,19 +152,39 @@ def show(
             "blocked_until": _iso(blocks.second_factor.blocked_until),
             "locked": blocks.second_factor.locked_at is not None,
             "password_failures": {ip: st.failures for ip, st in blocks.passwords},
+            "two_factor_required": state.two_factor_required,
+            "two_factor_due": _iso(state.two_factor_due),
+            "registration_required_at": _iso(found.registration_required_at),
+            "organisations": [
+                {"organisation": m.organisation.slug, "role": m.role.value, "managed": m.managed}
+                for m in found.memberships
+            ],
+            "live_tokens": found.live_tokens,
         }
         typer.echo(json.dumps(record, indent=2))
         return
     lines = [
         f"User:            {user.username} <{user.email}> ({user.role.value})",
-        f"Created:         {_when(user.created_at)} UTC",
-        f"Last sign-in:    {_when(user.last_sign_in_at)}{' UTC' if user.last_sign_in_at else ''}",
-        "Two-step:        " + (f"on since {_when(state.totp_activated_at)} UTC" if state.totp_enabled else "off"),
+        f"Created:         {minute_text(user.created_at)} UTC",
+        f"Last sign-in:    {minute_text(user.last_sign_in_at)}{' UTC' if user.last_sign_in_at else ''}",
+        "Two-step:        " + (f"on since {minute_text(state.totp_activated_at)} UTC" if state.totp_enabled else "off"),
         f"Recovery codes:  {state.recovery_codes_remaining} left" if state.totp_enabled else "Recovery codes:  none",
     ]
+    if found.registration_required_at is not None:
+        lines.append(
+            f"Asked to set up 2FA again at the next sign-in (since {minute_text(found.registration_required_at)} UTC)"
+        )
+    elif state.two_factor_required and not state.totp_enabled:
+        due = f", due {minute_text(state.two_factor_due)} UTC" if state.two_factor_due else ""
+        lines.append(f"Required:        2FA is required by an organisation and not set up{due}")
+    organisations = [
+        f"{m.organisation.slug} ({m.role.value}{'' if m.managed else ', outside collaborator'})"
+        for m in found.memberships
+    ]
+    lines.append(f"Organisations:   {', '.join(organisations) if organisations else 'none'}")
     if observations:
         lines.append("Device clock off at recent sign-ins (a wrong code that matched another time):")
-        lines += [f"  {_when(at)} UTC  {_clock_note(off)}" for at, off in observations]
+        lines += [f"  {minute_text(at)} UTC  {_clock_note(off)}" for at, off in observations]
     else:
         lines.append("Device clock:    no drift seen in the last 30 days")
     lines.append("Backoff:         " + _describe_block(blocks.second_factor, "second step"))
@@ -173,9 +194,10 @@ def show(
 
 def _describe_block(state: ThrottleState, what: str) -> str:
     if state.locked_at is not None:
-        return f"{what}: LOCKED since {_when(state.locked_at)} UTC after {state.failures} failures (nidan user unblock)"
+        since = minute_text(state.locked_at)
+        return f"{what}: LOCKED since {since} UTC after {state.failures} failures (nidan user unblock)"
     if state.blocked_until is not None and state.blocked_until > datetime.now(UTC):
-        return f"{what}: blocked until {_when(state.blocked_until)} UTC, {state.failures} failures in a row"
+        return f"{what}: blocked until {minute_text(state.blocked_until)} UTC, {state.failures} failures in a row"
     return f"{what}: {state.failures} failures in a row" if state.failures else f"{what}: no recent failures"
 
 
@@ -193,6 +215,72 @@ def unblock(
     typer.echo(f"Cleared {cleared} failure counter{'s' if cleared != 1 else ''} for {username}.")
 
 
+@app.command("revoke-tokens")
+def revoke_tokens(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose access tokens and app passwords to revoke.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the audit log.")] = None,
+) -> None:
+    """Revoke all of a user's personal access tokens and app passwords (e.g. after a lost laptop). Audited."""
+    with opened_runtime(ctx) as runtime:
+        user, revoked = tokens.revoke_all(
+            runtime.services, username=username, actor=None, client=command_line_client(), reason=reason
+        )
+    what = "access token or app password" if revoked == 1 else "access tokens and app passwords"
+    typer.echo(f"Revoked {revoked} {what} of {user.username}.")
+
+
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (e.g. a ticket number), for the audit log.")]
+
+
+def _checked_reason(reason: str) -> str:
+    cleaned = " ".join(reason.split())
+    if not 3 <= len(cleaned) <= 200:
+        raise InvalidInput("Give a reason of 3 to 200 characters (e.g. a ticket number): it goes into the audit log.")
+    return cleaned
+
+
+@app.command("reset-2fa")
+def reset_two_factor(
+    ctx: typer.Context, username: Annotated[str, typer.Argument(help="Whose 2FA to reset.")], reason: ReasonOption
+) -> None:
+    """A lost phone: remove the user's authenticator app and recovery codes and sign them out everywhere; at their
+    next sign-in they set 2FA up again before anything else. Audited with the reason."""
+    with opened_runtime(ctx) as runtime:
+        result = user_admin.reset_two_factor(
+            runtime.services,
+            username=username,
+            actor=None,
+            client=command_line_client(),
+            reason=_checked_reason(reason),
+        )
+    removed = "Removed their authenticator app and recovery codes" if result.had_two_factor else "They had no 2FA"
+    plural = "session" if result.sessions_ended == 1 else "sessions"
+    typer.echo(
+        f"{removed}; {result.sessions_ended} {plural} ended. {result.user.username} sets up two-step verification "
+        "again at their next sign-in."
+    )
+
+
+@app.command("require-2fa-setup")
+def require_two_factor_setup(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Who must set up 2FA again.")],
+    reason: ReasonOption,
+) -> None:
+    """Ask a user to set up their authenticator app again at their next sign-in (after their current second factor,
+    if any). Nothing is removed now. Audited with the reason."""
+    with opened_runtime(ctx) as runtime:
+        user = user_admin.require_registration(
+            runtime.services,
+            username=username,
+            actor=None,
+            client=command_line_client(),
+            reason=_checked_reason(reason),
+        )
+    typer.echo(f"{user.username} sets up two-step verification again at their next sign-in.")
+
+
 @app.command("passwd")
 def passwd(
     ctx: typer.Context,
@@ -208,3 +296,40 @@ def passwd(
         )
     plural = "session" if ended == 1 else "sessions"
     typer.echo(f"Password changed for {user.username}; {ended} {plural} ended (signed out everywhere).")
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose security log to show.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="How many events, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+) -> None:
+    """A user's security log, newest first: what they did and what was done to their account (sign-ins, failed
+    attempts, 2FA changes, resets, blocks), with the address and correlation id of each."""
+    with opened_runtime(ctx) as runtime:
+        user = accounts.find_user(runtime.services, username)
+        found = audit.all_events(runtime.services, username=user.username, limit=limit)
+    if as_json:
+        for item in found:
+            typer.echo(export_line(item).rstrip("\n"))
+        return
+    if not found:
+        typer.echo(f"No security events for {user.username}.")
+        return
+    rows = [["SEQ", "TIME (UTC)", "EVENT", "BY", "ADDRESS", "DETAILS"]]
+    for item in found:
+        event = item.event
+        by = event.actor_username if event.actor_user_id != event.subject_user_id else ""
+        details = ", ".join(f"{key}={value}" for key, value in event.details.items())
+        rows.append(
+            [
+                str(item.seq),
+                minute_text(event.occurred_at),
+                event.event_type,
+                by or ("command line" if event.actor_user_id is None and event.user_agent else ""),
+                event.client_ip or "",
+                details,
+            ]
+        )
+    typer.echo(render_table(rows))

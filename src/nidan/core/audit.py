@@ -46,6 +46,25 @@ class EventType(StrEnum):
     USER_CREATED = "user.created"
     USER_PASSWORD_SET = "user.password_set"  # noqa: S105 - an event name, not a password
     SETUP_COMPLETED = "setup.completed"
+    TOKEN_CREATED = "token.created"  # noqa: S105 - an event name, not a token
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105
+    TOKENS_REVOKED_ALL = "tokens.revoked_all"
+    BASIC_AUTH_FAILED = "basic_auth.failed"
+    APPLICATION_ADDED = "application.added"
+    APPLICATION_REMOVED = "application.removed"
+    VERIFY_SUCCEEDED = "verify.succeeded"
+    VERIFY_FAILED = "verify.failed"
+    SIGN_IN_SETUP_REQUIRED = "sign_in.setup_required"
+    TWO_FACTOR_RESET = "two_factor.reset"
+    TWO_FACTOR_UNENROLLED = "two_factor.unenrolled"
+    REGISTRATION_REQUIRED = "two_factor.registration_required"
+    ORGANISATION_CREATED = "organisation.created"
+    ORGANISATION_POLICY_CHANGED = "organisation.policy_changed"
+    MEMBER_ADDED = "member.added"
+    MEMBER_CHANGED = "member.changed"
+    MEMBER_REMOVED = "member.removed"
+    ADMIN_RECOVERED = "admin.recovered"
+    RECOVERY_LINK_USED = "recovery_link.used"
 
 
 def checked_details(details: Mapping[str, Detail] | None) -> dict[str, Detail]:

@@ -46,7 +46,8 @@ RECORDED_KEYS_TABLE = "instance_keys"
 KIND_VALUE = "value"  # JSON as it is: integers, strings, null
 KIND_BYTES = "bytes"  # base64
 KIND_DATETIME = "datetime"  # ISO 8601 in UTC
-KINDS = frozenset({KIND_VALUE, KIND_BYTES, KIND_DATETIME})
+KIND_BOOL = "bool"  # JSON true / false (SQLite hands back 0 / 1)
+KINDS = frozenset({KIND_VALUE, KIND_BYTES, KIND_DATETIME, KIND_BOOL})
 
 
 def seal_member(fingerprint: str) -> str:
@@ -72,6 +73,10 @@ def encode_value(kind: str, value: Any) -> Any:
         # Naive values are UTC by nidan's convention (SQLite keeps no offset).
         aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return aware.isoformat(timespec="microseconds")
+    if kind == KIND_BOOL:
+        if value not in (0, 1):  # True, False, and SQLite's 0 and 1
+            raise TypeError(f"expected a boolean, got {value!r}")
+        return bool(value)
     if value is not True and value is not False and isinstance(value, int | str):
         return value
     raise TypeError(f"a {type(value).__name__} has no portable form in the dump")
@@ -91,6 +96,10 @@ def decode_value(kind: str, raw: Any) -> Any:
         if moment.tzinfo is None:
             raise ValueError("a time must carry its UTC offset")
         return moment.astimezone(UTC)
+    if kind == KIND_BOOL:
+        if raw is not True and raw is not False:
+            raise ValueError("a boolean must be true or false")
+        return raw
     if raw is True or raw is False or not isinstance(raw, int | str):
         raise ValueError("a plain value must be an integer, a string or null")
     return raw

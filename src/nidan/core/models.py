@@ -33,6 +33,10 @@ class User:
     password_hash: str = field(repr=False)
     created_at: datetime
     last_sign_in_at: datetime | None
+    #: The first sign-in at which 2FA was required and missing (the grace period's start).
+    two_factor_grace_started_at: datetime | None = None
+    #: An administrator asked for the methods to be registered again (or reset them): setup at next sign-in.
+    registration_required_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class SessionRecord:
     expires_at: datetime
     #: When the holder last proved who they are: at sign-in, then at each step-up.
     verified_at: datetime | None
+    #: ``full``, or ``enrolment`` (may only set up 2FA).
+    purpose: str = "full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,11 @@ class ThrottleScope(StrEnum):
     PASSWORD = "password"  # noqa: S105 (a scope name, not a password)
     #: Passwords from one address, whatever the username: key is the ip.
     PASSWORD_FROM_IP = "password_ip"  # noqa: S105
+    #: Passwords and tokens at the HTTP Basic gate for one username from one address (Git clients retry a stale
+    #: stored password on their own: kept apart, so they never block their owner's web sign-in).
+    GATE = "gate"
+    #: The same at the gate from one address, whatever the username.
+    GATE_FROM_IP = "gate_ip"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from nidan.core.access_tokens import AccessToken, Application, Scope, TokenKind
 from nidan.core.audit import AuditEvent, AuditQuery, AuditRecord, ChainHead
 from nidan.core.backoff import ThrottleState
 from nidan.core.backup import DumpSummary
@@ -25,6 +26,8 @@ from nidan.core.models import (
     TotpCredential,
     User,
 )
+from nidan.core.organisations import Member, Membership, Organisation
+from nidan.core.policy import OrgPolicy
 from nidan.core.sealing import KeyRing, Sealed
 
 
@@ -50,10 +53,64 @@ class UserRepository(Protocol):
     def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
     def record_sign_in(self, user_id: int, at: datetime) -> None: ...
 
+    def lock(self, user_id: int) -> None:
+        """Hold the user's row until the transaction ends: their read-then-write changes queue up."""
+        ...
+
+    def start_grace(self, user_id: int, at: datetime) -> None:
+        """Record the grace period's start, unless one is recorded already."""
+        ...
+
+    def require_registration(self, user_id: int, at: datetime | None) -> None: ...
+
+    def registered(self, user_id: int) -> None:
+        """2FA was set up: the grace period and any registration request are over."""
+        ...
+
 
 class OrganisationRepository(Protocol):
     def default_id(self) -> int: ...
-    def add_member(self, organisation_id: int, user_id: int, role: OrgRole, at: datetime) -> None: ...
+
+    def add(self, slug: str, name: str, policy: OrgPolicy, at: datetime) -> Organisation:
+        """Raises ``OrganisationExists`` when the slug is taken."""
+        ...
+
+    def get_by_slug(self, slug: str) -> Organisation | None: ...
+    def list_all(self) -> Sequence[Organisation]: ...
+    def set_policy(self, organisation_id: int, policy: OrgPolicy) -> None: ...
+
+    def lock(self, organisation_id: int) -> None:
+        """Hold the organisation's row until the transaction ends (changes to its owners queue up)."""
+        ...
+
+    def restart_grace(self, organisation_id: int) -> int:
+        """Forget the members' grace-period starts (the organisation's requirement is new)."""
+        ...
+
+    def add_member(
+        self, organisation_id: int, user_id: int, role: OrgRole, at: datetime, *, managed: bool = True
+    ) -> None: ...
+
+    def set_member(self, organisation_id: int, user_id: int, role: OrgRole, *, managed: bool) -> bool: ...
+    def remove_member(self, organisation_id: int, user_id: int) -> bool: ...
+    def members(self, organisation_id: int) -> Sequence[Member]: ...
+    def memberships_of(self, user_id: int) -> Sequence[Membership]: ...
+
+    def policies_of(self, user_id: int) -> Sequence[tuple[OrgPolicy, OrgRole]]:
+        """The policy of every organisation the user belongs to, with their role there."""
+        ...
+
+
+class RecoveryLinkRepository(Protocol):
+    def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
+        """A new link; the user's earlier unused links stop working."""
+        ...
+
+    def consume(self, token_hash: bytes, now: datetime) -> int | None:
+        """Spend a live link, atomically; the user id it was for, or ``None``."""
+        ...
+
+    def is_valid(self, token_hash: bytes, now: datetime) -> bool: ...
 
 
 class TotpRepository(Protocol):
@@ -111,9 +168,12 @@ class SessionRepository(Protocol):
         expires_at: datetime,
         ip: str | None,
         agent: str | None,
+        purpose: str = "full",
     ) -> int: ...
     def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None: ...
     def revoke(self, token_hash: bytes, at: datetime) -> bool: ...
+    def revoke_by_id(self, session_id: int, at: datetime) -> bool: ...
+    def revoke_enrolments(self, user_id: int, at: datetime) -> int: ...
     def revoke_all_for_user(self, user_id: int, at: datetime) -> int: ...
 
 
@@ -180,6 +240,50 @@ class AuditRepository(Protocol):
         ...
 
 
+class AccessTokenRepository(Protocol):
+    def add(
+        self,
+        user_id: int,
+        kind: TokenKind,
+        name: str,
+        token_hash: bytes,
+        scopes: Sequence[Scope],
+        at: datetime,
+        expires_at: datetime | None,
+    ) -> AccessToken: ...
+
+    def find(self, token_hash: bytes) -> AccessToken | None:
+        """The token with this hash, whatever its state (revoked and expired ones too)."""
+        ...
+
+    def list_live(self, user_id: int) -> Sequence[AccessToken]:
+        """The user's tokens not revoked (expired ones included, so people see why one stopped), newest first."""
+        ...
+
+    def count_live(self, user_id: int, now: datetime) -> int: ...
+
+    def revoke(self, user_id: int, token_id: int, at: datetime) -> AccessToken | None:
+        """Revoke one of the user's live tokens, atomically; ``None`` if there is no such live token."""
+        ...
+
+    def revoke_all(self, user_id: int, at: datetime) -> int: ...
+
+    def touch(self, token_id: int, at: datetime, *, not_since: datetime) -> None:
+        """Record a use, unless one was recorded after ``not_since`` (one write a minute, not one a request)."""
+        ...
+
+
+class ApplicationRepository(Protocol):
+    def add(self, name: str, name_key: str, key_hash: bytes, at: datetime, created_by: str | None) -> Application:
+        """Raises ``ApplicationExists`` when the name key is taken."""
+        ...
+
+    def find_by_key(self, key_hash: bytes) -> Application | None: ...
+    def list_all(self) -> Sequence[Application]: ...
+    def remove(self, name_key: str) -> Application | None: ...
+    def touch(self, application_id: int, at: datetime, *, not_since: datetime) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One use case's transaction. ``commit`` is called once, by the service; leaving without it rolls back."""
 
@@ -193,6 +297,9 @@ class UnitOfWork(Protocol):
     clock_observations: ClockObservationRepository
     throttles: ThrottleRepository
     audit: AuditRepository
+    access_tokens: AccessTokenRepository
+    applications: ApplicationRepository
+    recovery_links: RecoveryLinkRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *exc_info: object) -> None: ...

@@ -14,7 +14,20 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, DateTime, Engine, LargeBinary, MetaData, Table, delete, func, insert, select, text
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    DateTime,
+    Engine,
+    LargeBinary,
+    MetaData,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy import inspect as sa_inspect
 
 from nidan.core import backup
@@ -34,6 +47,8 @@ def kind_of(column_type: Any) -> str:
         return backup.KIND_BYTES
     if isinstance(column_type, DateTime):
         return backup.KIND_DATETIME
+    if isinstance(column_type, Boolean):
+        return backup.KIND_BOOL
     return backup.KIND_VALUE
 
 

@@ -17,7 +17,6 @@ from nidan.core.models import (
     InstanceRole,
     MfaChallenge,
     NewUser,
-    OrgRole,
     RecoveryCodeSet,
     SessionRecord,
     TotpCredential,
@@ -31,7 +30,7 @@ ACTIVE = "active"
 PENDING = "pending"
 
 
-def _user(row: Any) -> User:
+def user_from_row(row: Any) -> User:
     return User(
         id=row.id,
         username=row.username,
@@ -40,6 +39,8 @@ def _user(row: Any) -> User:
         password_hash=row.password_hash,
         created_at=row.created_at,
         last_sign_in_at=row.last_sign_in_at,
+        two_factor_grace_started_at=row.two_factor_grace_started_at,
+        registration_required_at=row.registration_required_at,
     )
 
 
@@ -57,18 +58,22 @@ def _totp(row: Any) -> TotpCredential:
     )
 
 
-class _Repository:
+class Repository:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
 
     def _lock_user(self, user_id: int) -> None:
-        """Serialise a user's "replace everything" changes on PostgreSQL: a READ COMMITTED statement does not see
-        rows another transaction inserts meanwhile, so without it two replacements could both stay live. (SQLite
-        serialises every writer already; FOR UPDATE is left out there.)"""
-        self._c.execute(select(t.users.c.id).where(t.users.c.id == user_id).with_for_update())
+        """Serialise a user's read-then-write changes ("replace everything", "count, then add"): on PostgreSQL a
+        READ COMMITTED statement does not see rows another transaction inserts meanwhile, so the user's row is
+        locked FOR UPDATE. SQLite has no FOR UPDATE, and pysqlite begins a transaction only at the first write, so
+        a no-op write comes first there: it takes SQLite's one write lock before anything is read."""
+        if self._c.dialect.name == "sqlite":
+            self._c.execute(update(t.users).where(t.users.c.id == user_id).values(id=t.users.c.id))
+        else:
+            self._c.execute(select(t.users.c.id).where(t.users.c.id == user_id).with_for_update())
 
 
-class SqlUserRepository(_Repository):
+class SqlUserRepository(Repository):
     def add(self, user: NewUser) -> User:
         values = {
             "username": user.username,
@@ -89,14 +94,14 @@ class SqlUserRepository(_Repository):
 
     def get(self, user_id: int) -> User | None:
         row = self._c.execute(select(t.users).where(t.users.c.id == user_id)).first()
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     def get_by_username_key(self, username_key: str) -> User | None:
         row = self._c.execute(select(t.users).where(t.users.c.username_key == username_key)).first()
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     def list_all(self) -> Sequence[User]:
-        return [_user(r) for r in self._c.execute(select(t.users).order_by(t.users.c.username_key))]
+        return [user_from_row(r) for r in self._c.execute(select(t.users).order_by(t.users.c.username_key))]
 
     def count_with_role(self, role: InstanceRole) -> int:
         query = select(func.count()).select_from(t.users).where(t.users.c.role == role.value)
@@ -108,23 +113,30 @@ class SqlUserRepository(_Repository):
     def record_sign_in(self, user_id: int, at: datetime) -> None:
         self._c.execute(update(t.users).where(t.users.c.id == user_id).values(last_sign_in_at=at))
 
+    def lock(self, user_id: int) -> None:
+        self._lock_user(user_id)
 
-class SqlOrganisationRepository(_Repository):
-    DEFAULT_SLUG = "default"
-
-    def default_id(self) -> int:
-        query = select(t.organisations.c.id).where(t.organisations.c.slug == self.DEFAULT_SLUG)
-        return int(self._c.execute(query).scalar_one())
-
-    def add_member(self, organisation_id: int, user_id: int, role: OrgRole, at: datetime) -> None:
+    def start_grace(self, user_id: int, at: datetime) -> None:
+        c = t.users.c
         self._c.execute(
-            insert(t.memberships).values(
-                organisation_id=organisation_id, user_id=user_id, role=role.value, created_at=at
-            )
+            update(t.users)
+            .where(c.id == user_id, c.two_factor_grace_started_at.is_(None))
+            .values(two_factor_grace_started_at=at)
+        )
+
+    def require_registration(self, user_id: int, at: datetime | None) -> None:
+        self._c.execute(update(t.users).where(t.users.c.id == user_id).values(registration_required_at=at))
+
+    def registered(self, user_id: int) -> None:
+        """2FA was set up: no grace period runs and no registration is asked for any more."""
+        self._c.execute(
+            update(t.users)
+            .where(t.users.c.id == user_id)
+            .values(two_factor_grace_started_at=None, registration_required_at=None)
         )
 
 
-class SqlTotpRepository(_Repository):
+class SqlTotpRepository(Repository):
     def _get(self, user_id: int, state: str) -> TotpCredential | None:
         c = t.totp_credentials.c
         row = self._c.execute(select(t.totp_credentials).where(c.user_id == user_id, c.state == state)).first()
@@ -205,7 +217,7 @@ class SqlTotpRepository(_Repository):
         return result.rowcount == 1
 
 
-class SqlRecoveryCodeRepository(_Repository):
+class SqlRecoveryCodeRepository(Repository):
     def get_current(self, user_id: int) -> RecoveryCodeSet | None:
         s = t.recovery_code_sets.c
         row = self._c.execute(
@@ -270,7 +282,7 @@ class SqlRecoveryCodeRepository(_Repository):
         return int(self._c.execute(query).scalar_one())
 
 
-class SqlSessionRepository(_Repository):
+class SqlSessionRepository(Repository):
     def add(
         self,
         user_id: int,
@@ -279,6 +291,7 @@ class SqlSessionRepository(_Repository):
         expires_at: datetime,
         ip: str | None,
         agent: str | None,
+        purpose: str = "full",
     ) -> int:
         return int(
             self._c.execute(
@@ -291,6 +304,7 @@ class SqlSessionRepository(_Repository):
                     client_ip=ip,
                     user_agent=agent[:512] if agent else None,
                     verified_at=at,
+                    purpose=purpose,
                 )
                 .returning(t.sessions.c.id)
             ).scalar_one()
@@ -299,7 +313,7 @@ class SqlSessionRepository(_Repository):
     def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None:
         c = t.sessions.c
         row = self._c.execute(
-            select(c.id, c.user_id, c.created_at, c.expires_at, c.verified_at).where(
+            select(c.id, c.user_id, c.created_at, c.expires_at, c.verified_at, c.purpose).where(
                 c.token_hash == token_hash, c.revoked_at.is_(None), c.expires_at > now
             )
         ).first()
@@ -311,6 +325,7 @@ class SqlSessionRepository(_Repository):
             created_at=row.created_at,
             expires_at=row.expires_at,
             verified_at=row.verified_at,
+            purpose=row.purpose,
         )
 
     def revoke(self, token_hash: bytes, at: datetime) -> bool:
@@ -320,13 +335,26 @@ class SqlSessionRepository(_Repository):
         )
         return result.rowcount == 1
 
+    def revoke_by_id(self, session_id: int, at: datetime) -> bool:
+        c = t.sessions.c
+        result = self._c.execute(
+            update(t.sessions).where(c.id == session_id, c.revoked_at.is_(None)).values(revoked_at=at)
+        )
+        return result.rowcount == 1
+
+    def revoke_enrolments(self, user_id: int, at: datetime) -> int:
+        """End the user's enrolment-only sessions (2FA is set up: none may set it up again)."""
+        c = t.sessions.c
+        live = (c.user_id == user_id, c.purpose == "enrolment", c.revoked_at.is_(None))
+        return self._c.execute(update(t.sessions).where(*live).values(revoked_at=at)).rowcount
+
     def revoke_all_for_user(self, user_id: int, at: datetime) -> int:
         c = t.sessions.c
         live = (c.user_id == user_id, c.revoked_at.is_(None), c.expires_at > at)
         return self._c.execute(update(t.sessions).where(*live).values(revoked_at=at)).rowcount
 
 
-class SqlMfaChallengeRepository(_Repository):
+class SqlMfaChallengeRepository(Repository):
     def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
         self._c.execute(
             insert(t.mfa_challenges).values(
@@ -369,7 +397,7 @@ class SqlMfaChallengeRepository(_Repository):
         return result.rowcount == 1
 
 
-class SqlSetupTokenRepository(_Repository):
+class SqlSetupTokenRepository(Repository):
     def replace(self, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
         c = t.setup_tokens.c
         self._c.execute(update(t.setup_tokens).where(c.used_at.is_(None)).values(used_at=at))
@@ -390,7 +418,7 @@ class SqlSetupTokenRepository(_Repository):
         return result.rowcount == 1
 
 
-class SqlClockObservationRepository(_Repository):
+class SqlClockObservationRepository(Repository):
     def add(self, user_id: int, observation: ClockObservation) -> None:
         self._c.execute(
             insert(t.clock_observations).values(
@@ -410,3 +438,29 @@ class SqlClockObservationRepository(_Repository):
             .limit(20)
         )
         return [ClockObservation(r.observed_at, r.offset_seconds, r.context) for r in rows]
+
+
+class SqlRecoveryLinkRepository(Repository):
+    def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
+        c = t.recovery_links.c
+        self._c.execute(update(t.recovery_links).where(c.user_id == user_id, c.used_at.is_(None)).values(used_at=at))
+        self._c.execute(
+            insert(t.recovery_links).values(
+                user_id=user_id, token_hash=token_hash, created_at=at, expires_at=expires_at
+            )
+        )
+
+    def consume(self, token_hash: bytes, now: datetime) -> int | None:
+        c = t.recovery_links.c
+        row = self._c.execute(
+            update(t.recovery_links)
+            .where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
+            .values(used_at=now)
+            .returning(c.user_id)
+        ).first()
+        return int(row.user_id) if row else None
+
+    def is_valid(self, token_hash: bytes, now: datetime) -> bool:
+        c = t.recovery_links.c
+        query = select(c.id).where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
+        return self._c.execute(query).first() is not None

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -61,6 +63,14 @@ organisations = Table(
     Column("slug", String(64), nullable=False, unique=True),
     Column("name", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    #: ``nidan.core.policy.TwoFactorPolicy``: who among the members must have two-step verification.
+    Column("two_factor_policy", String(24), nullable=False, server_default=text("'optional'")),
+    #: Days a member required to have 2FA may still skip setting it up, counted from their first such sign-in.
+    Column("grace_period_days", Integer, nullable=False, server_default=text("0")),
+    #: Space-separated ``Method`` values members may sign in with.
+    Column("allowed_methods", String(64), nullable=False, server_default=text("'totp recovery_code'")),
+    #: Wrong codes tolerated before the backoff blocks, for members; NULL: the instance's setting.
+    Column("tolerated_failures", Integer, nullable=True),
 )
 
 users = Table(
@@ -75,6 +85,12 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_sign_in_at", UtcDateTime, nullable=True),
+    #: The first sign-in at which an organisation required 2FA of the user and they had none: the grace period's
+    #: start. Cleared when they set it up.
+    Column("two_factor_grace_started_at", UtcDateTime, nullable=True),
+    #: An administrator asked the user to register their methods again (Azure's "require re-register MFA"), or
+    #: reset them: the next sign-in leads into setup, whatever the policy. Cleared when they set it up.
+    Column("registration_required_at", UtcDateTime, nullable=True),
 )
 
 memberships = Table(
@@ -84,6 +100,9 @@ memberships = Table(
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("role", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    #: The organisation manages this account (GitLab's enterprise users): its owners may reset the user's 2FA.
+    #: False for outside collaborators, whom only instance administrators help.
+    Column("managed", Boolean, nullable=False, server_default=true()),
 )
 
 totp_credentials = Table(
@@ -144,6 +163,8 @@ sessions = Table(
     Column("user_agent", String(512), nullable=True),
     #: When the holder last proved who they are (sign-in or step-up); sensitive actions need it to be recent.
     Column("verified_at", UtcDateTime, nullable=True),
+    #: ``full``, or ``enrolment``: a sign-in that must set up 2FA first, and may do nothing else.
+    Column("purpose", String(16), nullable=False, server_default=text("'full'")),
     Index("ix_sessions_user_id", "user_id"),
 )
 
@@ -240,4 +261,50 @@ instance_keys = Table(
     Column("purpose", String(16), primary_key=True),
     Column("fingerprint", String(32), nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+#: Personal access tokens and app passwords: what Git clients, registries and old mail clients use instead of a
+#: password once 2FA is on. Only the keyed hash of the secret is kept; a revoked token stays, marked, so a later
+#: attempt with it is recognised (and audited) as a revoked one.
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    #: Space-separated ``nidan.core.access_tokens.Scope`` values.
+    Column("scopes", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_access_tokens_user_id", "user_id"),
+)
+
+#: Relying applications allowed to call the verify API, each with the keyed hash of its API key.
+applications = Table(
+    "applications",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    #: Case-folded name: the unique key, so 'Wiki' and 'wiki' are one application.
+    Column("name_key", String(64), nullable=False, unique=True),
+    Column("key_hash", LargeBinary, nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(64), nullable=True),
+    Column("last_used_at", UtcDateTime, nullable=True),
+)
+
+#: One-time links that sign a user into 2FA setup, printed by ``nidan admin recover`` (local access is the proof).
+recovery_links = Table(
+    "recovery_links",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
 )

@@ -10,7 +10,9 @@ from sqlalchemy import Connection, Engine
 
 from nidan.core import ports
 from nidan.db import repositories as r
+from nidan.db.access_tokens import SqlAccessTokenRepository, SqlApplicationRepository
 from nidan.db.audit import SqlAuditRepository
+from nidan.db.organisations import SqlOrganisationRepository
 from nidan.db.throttles import SqlThrottleRepository
 
 
@@ -25,6 +27,9 @@ class SqlUnitOfWork:
     clock_observations: ports.ClockObservationRepository
     throttles: ports.ThrottleRepository
     audit: ports.AuditRepository
+    access_tokens: ports.AccessTokenRepository
+    applications: ports.ApplicationRepository
+    recovery_links: ports.RecoveryLinkRepository
 
     def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
         self._engine = engine
@@ -36,7 +41,7 @@ class SqlUnitOfWork:
         connection.begin()
         self._connection = connection
         self.users = r.SqlUserRepository(connection)
-        self.organisations = r.SqlOrganisationRepository(connection)
+        self.organisations = SqlOrganisationRepository(connection)
         self.totp = r.SqlTotpRepository(connection)
         self.recovery_codes = r.SqlRecoveryCodeRepository(connection)
         self.sessions = r.SqlSessionRepository(connection)
@@ -45,6 +50,9 @@ class SqlUnitOfWork:
         self.clock_observations = r.SqlClockObservationRepository(connection)
         self.throttles = SqlThrottleRepository(connection)
         self.audit = SqlAuditRepository(connection)
+        self.access_tokens = SqlAccessTokenRepository(connection)
+        self.applications = SqlApplicationRepository(connection)
+        self.recovery_links = r.SqlRecoveryLinkRepository(connection)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -39,6 +39,20 @@ def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value else None
 
 
+#: The longest reason an administrator may give for an action (it is kept in the audit log).
+MAX_REASON = 200
+
+
+def checked_reason(reason: str | None) -> str | None:
+    """An administrator's reason, tidied; too long or with control characters is a clear 422, not a crash."""
+    if reason is None:
+        return None
+    cleaned = " ".join(reason.split())
+    if len(cleaned) > MAX_REASON or not cleaned.isprintable():
+        raise InvalidInput(f"Give the reason in at most {MAX_REASON} characters, on one line.")
+    return cleaned or None
+
+
 def record(
     ctx: ServiceContext,
     uow: UnitOfWork,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from nidan.core.backoff import BackoffPolicy
 from nidan.core.passwords import PasswordHashing
+from nidan.core.policy import OrgPolicy
 from nidan.core.ports import Clock, RandomSource, UnitOfWorkFactory
 from nidan.core.recovery import HashParameters
 from nidan.core.sealing import KeyRing
@@ -32,6 +33,12 @@ class ServiceContext:
     backoff: BackoffPolicy
     password_backoff: BackoffPolicy
     address_backoff: BackoffPolicy
+    #: Personal access tokens and app passwords live at most this many days (0: no cap).
+    token_max_lifetime_days: int = 365
+    #: Whether users without 2FA (and not required to have it) may use their password at the Basic gate.
+    password_authentication_for_git: bool = True
+    #: The policy a new organisation starts with.
+    default_org_policy: OrgPolicy = field(default_factory=OrgPolicy)
 
     def hash_token(self, token: str, purpose: str) -> bytes:
         return token_hash(self.hash_key, token, purpose=purpose)

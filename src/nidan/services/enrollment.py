@@ -8,8 +8,15 @@ from datetime import datetime, timedelta
 from nidan.core import otpauth, totp
 from nidan.core.audit import EventType
 from nidan.core.models import ClientInfo, ClockObservation, User
+from nidan.core.policy import combined
 from nidan.core.sealing import Sealed
-from nidan.errors import ClockSkewDetected, InvalidCode, TotpEnrollmentNotStarted, TotpNotEnabled
+from nidan.errors import (
+    ClockSkewDetected,
+    InvalidCode,
+    TotpEnrollmentNotStarted,
+    TotpNotEnabled,
+    TwoFactorRequiredByPolicy,
+)
 from nidan.services import audit, factors
 from nidan.services.context import ServiceContext
 
@@ -25,6 +32,12 @@ class SecurityState:
     totp_enrollment_pending: bool
     recovery_codes_remaining: int
     clock_observations: list[ClockObservation]
+    #: One of the user's organisations requires 2FA of them (so it cannot be turned off).
+    two_factor_required: bool = False
+    #: Required and not set up: the end of the grace period, once it started (at a sign-in).
+    two_factor_due: datetime | None = None
+    #: An administrator asked the user to set up their methods again.
+    registration_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +59,21 @@ def security_state(ctx: ServiceContext, user_id: int) -> SecurityState:
         pending = uow.totp.get_pending(user_id)
         remaining = uow.recovery_codes.count_unused(user_id) if active else 0
         observations = list(uow.clock_observations.recent(user_id, ctx.clock.now() - OBSERVATION_WINDOW))
+        requirement = combined(uow.organisations.policies_of(user_id))
+        user = uow.users.get(user_id)
+    grace_started = user.two_factor_grace_started_at if user else None
+    due = None
+    if requirement.required and active is None and grace_started is not None:
+        due = grace_started + timedelta(days=requirement.grace_period_days)
     return SecurityState(
         totp_enabled=active is not None,
         totp_activated_at=active.activated_at if active else None,
         totp_enrollment_pending=pending is not None,
         recovery_codes_remaining=remaining,
         clock_observations=observations,
+        two_factor_required=requirement.required,
+        two_factor_due=due,
+        registration_required=user is not None and user.registration_required_at is not None,
     )
 
 
@@ -95,9 +117,13 @@ def activate_totp(ctx: ServiceContext, user: User, code: str, *, client: ClientI
         replaced = uow.totp.delete_active(user_id) > 0
         if not uow.totp.activate(pending.id, found.step, found.drift, ctx.clock.now()):
             raise TotpEnrollmentNotStarted()
-        codes = [] if replaced else factors.new_recovery_codes(ctx, uow, user_id)
+        current = uow.users.get(user_id)
+        # Registering again (an administrator asked) renews everything, the printed recovery codes too.
+        reregistering = current is not None and current.registration_required_at is not None
+        codes = [] if replaced and not reregistering else factors.new_recovery_codes(ctx, uow, user_id)
+        uow.users.registered(user_id)  # no grace period runs, no registration is asked for any more
         event = EventType.TOTP_CHANGED if replaced else EventType.TOTP_ENROLLED
-        details = {} if replaced else {"recovery_codes": len(codes)}
+        details = {"recovery_codes": len(codes)} if codes else {}
         audit.record(ctx, uow, event, client=client, actor=user, subject=user, details=details)
         uow.commit()
     return TotpActivation(recovery_codes=codes, replaced_previous=replaced)
@@ -108,6 +134,8 @@ def disable_totp(ctx: ServiceContext, user: User, *, client: ClientInfo) -> None
     with ctx.uow() as uow:
         if uow.totp.get_active(user.id) is None:
             raise TotpNotEnabled()
+        if combined(uow.organisations.policies_of(user.id)).required:
+            raise TwoFactorRequiredByPolicy()
         uow.totp.delete_all(user.id)
         uow.recovery_codes.revoke_all(user.id, ctx.clock.now())
         audit.record(ctx, uow, EventType.TOTP_REMOVED, client=client, actor=user, subject=user)

@@ -6,11 +6,13 @@ protection, drift learning and clock diagnosis are written once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nidan.core import recovery, totp
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, ClockObservation, Method, User
+from nidan.core.policy import combined
 from nidan.core.ports import UnitOfWork
 from nidan.core.sealing import Sealed
 from nidan.services import audit
@@ -35,10 +37,12 @@ class FactorCheck:
 
 
 def available_methods(uow: UnitOfWork, user_id: int) -> list[Method]:
+    """The second factors the user has set up and every one of their organisations allows."""
     methods: list[Method] = []
     if uow.totp.get_active(user_id) is not None:
         methods.append(Method.TOTP)
-        if uow.recovery_codes.count_unused(user_id) > 0:
+        allowed = combined(uow.organisations.policies_of(user_id)).allowed_methods
+        if Method.RECOVERY_CODE in allowed and uow.recovery_codes.count_unused(user_id) > 0:
             methods.append(Method.RECOVERY_CODE)
     return methods
 
@@ -98,13 +102,20 @@ def failure_details(result: FactorCheck) -> dict[str, Detail]:
 
 
 def record_success(
-    ctx: ServiceContext, uow: UnitOfWork, user: User, result: FactorCheck, event: EventType, client: ClientInfo
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    user: User,
+    result: FactorCheck,
+    event: EventType,
+    client: ClientInfo,
+    details: Mapping[str, Detail] | None = None,
 ) -> None:
-    """Audit a successful second factor: a recovery code by its position (never the code), then ``event``."""
+    """Audit a successful second factor: a recovery code by its position (never the code), then ``event`` with
+    the method and ``details`` (e.g. which application asked)."""
     if result.method is Method.RECOVERY_CODE:
-        position: dict[str, Detail] = {"position": result.position}
+        position: dict[str, Detail] = {"position": result.position, **(details or {})}
         audit.record(ctx, uow, EventType.RECOVERY_CODE_USED, client=client, actor=user, subject=user, details=position)
-    method: dict[str, Detail] = {"method": result.method.value}
+    method: dict[str, Detail] = {"method": result.method.value, **(details or {})}
     audit.record(ctx, uow, event, client=client, actor=user, subject=user, details=method)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, Method, User
+from nidan.core.policy import Enrolment, enrolment
 from nidan.core.ports import UnitOfWork
 from nidan.core.tokens import looks_like_token, new_token
 from nidan.core.usernames import username_key
@@ -15,21 +16,40 @@ from nidan.errors import (
     InvalidCode,
     InvalidCredentials,
     MethodNotAvailable,
+    MfaSetupRequired,
     MfaTokenInvalid,
     ReauthenticationRequired,
 )
-from nidan.services import audit, factors, throttling
+from nidan.services import audit, factors, organisations, throttling
 from nidan.services.context import ServiceContext
 
 SESSION_PREFIX = "nidan_s_"
+#: A sign-in that must set up 2FA before anything else: the token allows only that (and signing out).
+ENROLMENT_PREFIX = "nidan_e_"
 SESSION_PURPOSE = "session"
 MFA_PURPOSE = "mfa"
+FULL = "full"
+ENROLMENT = "enrolment"
+#: Long enough to find the phone and install an app; the setup needs no further step-up within it.
+ENROLMENT_LIFETIME = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
 class Authenticated:
     session_token: str = field(repr=False)
     user: User
+    #: An organisation requires 2FA and the user has none yet: the grace period ends then (remind them).
+    two_factor_due: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetupRequired:
+    """2FA must be set up before anything else; ``setup_token`` allows only that."""
+
+    setup_token: str = field(repr=False)
+    user: User
+    #: ``policy`` (an organisation requires it) or ``administrator`` (asked to register again, or reset).
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,29 +64,46 @@ class CurrentSession:
     user: User
     #: When the holder last proved who they are (sign-in or step-up).
     verified_at: datetime | None
+    #: May only set up 2FA (and sign out): an organisation or an administrator requires it first.
+    enrolment_only: bool = False
 
 
-def _open_session(ctx: ServiceContext, uow: UnitOfWork, user: User, client: ClientInfo) -> str:
+def _open_session(ctx: ServiceContext, uow: UnitOfWork, user: User, client: ClientInfo, *, purpose: str = FULL) -> str:
     """A brand-new session token at every sign-in, so no token chosen before sign-in survives it (fixation)."""
-    token = new_token(ctx.random_bytes, prefix=SESSION_PREFIX)
+    enrolment_only = purpose == ENROLMENT
+    token = new_token(ctx.random_bytes, prefix=ENROLMENT_PREFIX if enrolment_only else SESSION_PREFIX)
     now = ctx.clock.now()
+    lifetime = ENROLMENT_LIFETIME if enrolment_only else ctx.session_lifetime
     uow.sessions.add(
         user.id,
         ctx.hash_token(token, SESSION_PURPOSE),
         now,
-        now + ctx.session_lifetime,
+        now + lifetime,
         client.ip,
         client.user_agent,
+        purpose,
     )
     uow.users.record_sign_in(user.id, now)
     return token
+
+
+def open_enrolment(
+    ctx: ServiceContext, uow: UnitOfWork, user: User, client: ClientInfo, reason: str, via: str
+) -> SetupRequired:
+    """An enrolment-only session for ``user`` in ``uow`` (the caller commits): it may only set up 2FA."""
+    token = _open_session(ctx, uow, user, client, purpose=ENROLMENT)
+    details: dict[str, Detail] = {"reason": reason, "method": via}
+    audit.record(ctx, uow, EventType.SIGN_IN_SETUP_REQUIRED, client=client, actor=user, subject=user, details=details)
+    return SetupRequired(token, user, reason)
 
 
 #: Throttle key for a username that cannot exist: such attempts still count per address, under one name.
 INVALID_USERNAME_KEY = "~invalid"
 
 
-def login(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> Authenticated | MfaRequired:
+def login(
+    ctx: ServiceContext, *, username: str, password: str, client: ClientInfo
+) -> Authenticated | MfaRequired | SetupRequired:
     key = username_key(username)
     subjects = throttling.password_subjects(ctx, key or INVALID_USERNAME_KEY, client.ip)
     reservation = throttling.reserve(ctx, subjects)
@@ -90,13 +127,7 @@ def login(ctx: ServiceContext, *, username: str, password: str, client: ClientIn
             uow.users.set_password_hash(user.id, rehashed)
         methods = factors.available_methods(uow, user.id)
         if not methods:
-            session_token = _open_session(ctx, uow, user, client)
-            password_only: dict[str, Detail] = {"method": "password"}
-            audit.record(
-                ctx, uow, EventType.SIGN_IN_SUCCEEDED, client=client, actor=user, subject=user, details=password_only
-            )
-            uow.commit()
-            return Authenticated(session_token, user)
+            return _without_second_factor(ctx, uow, user, client)
         mfa_token = new_token(ctx.random_bytes)
         now = ctx.clock.now()
         uow.mfa_challenges.add(user.id, ctx.hash_token(mfa_token, MFA_PURPOSE), now, now + ctx.mfa_token_lifetime)
@@ -104,9 +135,38 @@ def login(ctx: ServiceContext, *, username: str, password: str, client: ClientIn
     return MfaRequired(mfa_token, methods)
 
 
+def _without_second_factor(
+    ctx: ServiceContext, uow: UnitOfWork, user: User, client: ClientInfo
+) -> Authenticated | SetupRequired:
+    """The password was right and the user has no second factor: what their organisations ask decides the rest
+    (the caller's transaction is committed here)."""
+    now = ctx.clock.now()
+    decision = enrolment(
+        organisations.requirement_of(uow, user.id),
+        has_two_factor=False,
+        registration_required=user.registration_required_at is not None,
+        grace_started_at=user.two_factor_grace_started_at,
+        now=now,
+    )
+    if decision.grace_starts:
+        uow.users.start_grace(user.id, now)
+    if decision.action is Enrolment.SETUP:
+        reason = "administrator" if user.registration_required_at is not None else "policy"
+        required = open_enrolment(ctx, uow, user, client, reason, via="password")
+        uow.commit()
+        return required
+    session_token = _open_session(ctx, uow, user, client)
+    details: dict[str, Detail] = {"method": "password"}
+    if decision.grace_ends_at is not None:
+        details["two_factor_due"] = decision.grace_ends_at.isoformat()
+    audit.record(ctx, uow, EventType.SIGN_IN_SUCCEEDED, client=client, actor=user, subject=user, details=details)
+    uow.commit()
+    return Authenticated(session_token, user, decision.grace_ends_at)
+
+
 def complete_mfa(
     ctx: ServiceContext, *, mfa_token: str, method: Method, code: str, client: ClientInfo
-) -> Authenticated:
+) -> Authenticated | SetupRequired:
     if not looks_like_token(mfa_token):
         raise MfaTokenInvalid()
     token_hash = ctx.hash_token(mfa_token, MFA_PURPOSE)
@@ -115,7 +175,8 @@ def complete_mfa(
     if found is None:
         raise MfaTokenInvalid()
     # The user's backoff is asked before anything is evaluated; a blocked attempt does not spend the token's tries.
-    subjects = [throttling.second_factor(ctx, found.user_id)]
+    with ctx.uow() as uow:
+        subjects = [throttling.second_factor_of(ctx, uow, found.user_id)]
     reservation = throttling.reserve(ctx, subjects)
     with ctx.uow() as uow:
         challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
@@ -145,25 +206,57 @@ def complete_mfa(
         if not uow.mfa_challenges.consume(challenge.id, ctx.clock.now()):
             raise MfaTokenInvalid()
         throttling.settle_success(ctx, uow, subjects)
+        if user.registration_required_at is not None:
+            # Proved with the old factor; an administrator asked for the methods to be registered again.
+            required = open_enrolment(ctx, uow, user, client, "administrator", via=result.method.value)
+            uow.commit()
+            return required
         session_token = _open_session(ctx, uow, user, client)
         factors.record_success(ctx, uow, user, result, EventType.SIGN_IN_SUCCEEDED, client)
         uow.commit()
     return Authenticated(session_token, user)
 
 
+def _purpose_of(token: str) -> str | None:
+    if looks_like_token(token, prefix=SESSION_PREFIX):
+        return FULL
+    if looks_like_token(token, prefix=ENROLMENT_PREFIX):
+        return ENROLMENT
+    return None
+
+
 def current_session(ctx: ServiceContext, session_token: str) -> CurrentSession:
-    if not looks_like_token(session_token, prefix=SESSION_PREFIX):
+    """The session, full or enrolment-only (see ``full_session`` for everything but setting up 2FA)."""
+    purpose = _purpose_of(session_token)
+    if purpose is None:
         raise AuthenticationRequired()
     with ctx.uow() as uow:
         session = uow.sessions.get_valid(ctx.hash_token(session_token, SESSION_PURPOSE), ctx.clock.now())
         user = uow.users.get(session.user_id) if session else None
-    if session is None or user is None:
+    if session is None or user is None or session.purpose != purpose:
         raise AuthenticationRequired()
-    return CurrentSession(session.id, user, session.verified_at)
+    if purpose == ENROLMENT and not _still_enrolling(ctx, user):
+        raise AuthenticationRequired()  # 2FA is set up meanwhile: a setup token must never replace it
+    return CurrentSession(session.id, user, session.verified_at, enrolment_only=purpose == ENROLMENT)
+
+
+def _still_enrolling(ctx: ServiceContext, user: User) -> bool:
+    if user.registration_required_at is not None:
+        return True
+    with ctx.uow() as uow:
+        return uow.totp.get_active(user.id) is None
+
+
+def full_session(ctx: ServiceContext, session_token: str) -> CurrentSession:
+    """A session that may do everything its user may; an enrolment-only one is told to set up 2FA first."""
+    session = current_session(ctx, session_token)
+    if session.enrolment_only:
+        raise MfaSetupRequired()
+    return session
 
 
 def logout(ctx: ServiceContext, session_token: str, client: ClientInfo | None = None) -> None:
-    if not looks_like_token(session_token, prefix=SESSION_PREFIX):
+    if _purpose_of(session_token) is None:
         raise AuthenticationRequired()
     token_hash = ctx.hash_token(session_token, SESSION_PURPOSE)
     with ctx.uow() as uow:
@@ -173,6 +266,21 @@ def logout(ctx: ServiceContext, session_token: str, client: ClientInfo | None = 
             raise AuthenticationRequired()
         audit.record(ctx, uow, EventType.SESSION_REVOKED, client=client, actor=user, subject=user)
         uow.commit()
+
+
+def finish_enrolment(ctx: ServiceContext, session: CurrentSession, client: ClientInfo) -> Authenticated:
+    """2FA was just set up with an enrolment session: it ends, and a full session (verified now) begins."""
+    with ctx.uow() as uow:
+        if not uow.sessions.revoke_by_id(session.session_id, ctx.clock.now()):
+            raise AuthenticationRequired()
+        # Any other setup sign-in (made before this one finished) must not set 2FA up again over this one.
+        uow.sessions.revoke_enrolments(session.user.id, ctx.clock.now())
+        token = _open_session(ctx, uow, session.user, client)
+        details: dict[str, Detail] = {"method": "totp_setup"}
+        user = session.user
+        audit.record(ctx, uow, EventType.SIGN_IN_SUCCEEDED, client=client, actor=user, subject=user, details=details)
+        uow.commit()
+    return Authenticated(token, user)
 
 
 def require_recent_verification(ctx: ServiceContext, session: CurrentSession) -> None:

@@ -41,11 +41,16 @@ def methods(ctx: ServiceContext, user_id: int) -> list[ReauthMethod]:
     return available or [PASSWORD]
 
 
+def _subject(ctx: ServiceContext, user_id: int) -> throttling.Subject:
+    with ctx.uow() as uow:
+        return throttling.second_factor_of(ctx, uow, user_id)
+
+
 def reauthenticate(
     ctx: ServiceContext, *, session_token: str, method: ReauthMethod, secret: str, client: ClientInfo
 ) -> signin.Authenticated:
     """Verify ``secret`` by ``method`` for the session's user; return a new, freshly verified session."""
-    session = signin.current_session(ctx, session_token)
+    session = signin.full_session(ctx, session_token)
     user = session.user
     allowed = methods(ctx, user.id)
     if method not in allowed:
@@ -53,7 +58,7 @@ def reauthenticate(
             raise MethodNotAvailable(PASSWORD_REQUIRED)
         raise MethodNotAvailable(SECOND_FACTOR_REQUIRED if method == PASSWORD else None)
 
-    subjects = [throttling.second_factor(ctx, user.id)]
+    subjects = [_subject(ctx, user.id)]
     reservation = throttling.reserve(ctx, subjects)  # counted as a failure until the success below resets it
 
     # Argon2 is slow by design: no transaction is open while it runs.

@@ -10,8 +10,8 @@ from fastapi.staticfiles import StaticFiles
 from nidan import __version__
 from nidan.bootstrap import Runtime, build_runtime, serving_services
 from nidan.config import Settings, load_settings
-from nidan.web import pages
-from nidan.web.api.v1 import admin, auth, events, me
+from nidan.web import forward_auth, pages
+from nidan.web.api.v1 import admin, apps, auth, events, me, organisations, tokens, verify
 from nidan.web.client_address import parse_networks
 from nidan.web.correlation import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from nidan.web.problems import install_error_handlers
@@ -37,7 +37,12 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(auth.router)
     app.include_router(me.router)
     app.include_router(events.router)
+    app.include_router(tokens.router)
     app.include_router(admin.router)
+    app.include_router(organisations.router)
+    app.include_router(apps.router)
+    app.include_router(verify.router)
+    app.include_router(forward_auth.router)
     app.include_router(pages.router)
     # The pages' own CSS and JavaScript, shipped in the package: nothing is fetched from elsewhere (air-gapped).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

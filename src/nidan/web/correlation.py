@@ -39,10 +39,15 @@ class CorrelationIdMiddleware:
         correlation_id = incoming if _ACCEPTABLE.match(incoming) else uuid.uuid4().hex
         token = _current.set(correlation_id)
 
+        # Answers carry sessions, tokens, keys and account state: no cache may keep them. The static files may.
+        cacheable = str(scope.get("path", "")).startswith("/static/")
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-correlation-id", correlation_id.encode("ascii")))
+                if not cacheable and not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)
 

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from nidan.core.models import ClientInfo, InstanceRole
 from nidan.errors import AdminRequired, AuthenticationRequired
-from nidan.services import signin
+from nidan.services import signin, user_admin
 from nidan.services.context import ServiceContext
 from nidan.web.client_address import Network, client_address
 from nidan.web.correlation import current_correlation_id
@@ -56,6 +56,15 @@ def session_cookie_name(request: Request) -> str:
 
 
 def current_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
+    """A full session; an enrolment-only one (2FA required, not set up) gets 403 ``mfa_setup_required``."""
+    token = bearer_token(request)
+    if token is None:
+        raise AuthenticationRequired()
+    return signin.full_session(ctx, token)
+
+
+def enrolling_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
+    """Any session, enrolment-only ones too: for the few calls that set up 2FA (and show who is signed in)."""
     token = bearer_token(request)
     if token is None:
         raise AuthenticationRequired()
@@ -88,10 +97,40 @@ def recent_admin(
     return session
 
 
+def manager_session(
+    session: Annotated[signin.CurrentSession, Depends(current_session)],
+    ctx: Annotated[ServiceContext, Depends(services)],
+) -> signin.CurrentSession:
+    """The signed-in session of anyone with an administrative role (an instance administrator, or an
+    organisation's owner, admin or user_admin); anyone else gets 403 ``admin_required``. Whom they may act on is
+    the services' decision (403 ``not_permitted``)."""
+    if not user_admin.is_manager(ctx, session.user):
+        raise AdminRequired(
+            "Only administrators (of this instance, or an organisation's owners, admins and user admins) can do "
+            "this. Ask an administrator if you need it done."
+        )
+    return session
+
+
+def recent_manager(
+    session: Annotated[signin.CurrentSession, Depends(manager_session)],
+    ctx: Annotated[ServiceContext, Depends(services)],
+) -> signin.CurrentSession:
+    """A manager who verified recently; the role first, as for ``recent_admin``."""
+    signin.require_recent_verification(ctx, session)
+    return session
+
+
 Services = Annotated[ServiceContext, Depends(services)]
 Client = Annotated[ClientInfo, Depends(client_info)]
 SignedIn = Annotated[signin.CurrentSession, Depends(current_session)]
+#: A full session or an enrolment-only one (2FA required before anything else): only for setting up 2FA.
+Enrolling = Annotated[signin.CurrentSession, Depends(enrolling_session)]
 #: A session that verified recently: for sensitive actions (step-up, "sudo mode").
 RecentlyVerified = Annotated[signin.CurrentSession, Depends(recently_verified)]
 #: Every admin action: an instance administrator with a recent verification.
 AdminSession = Annotated[signin.CurrentSession, Depends(recent_admin)]
+#: An instance administrator's session, without a separate step-up (for the one call whose body is the step-up).
+InstanceAdmin = Annotated[signin.CurrentSession, Depends(admin_session)]
+#: Admin actions on users and organisations: anyone with an administrative role, with a recent verification.
+ManagerSession = Annotated[signin.CurrentSession, Depends(recent_manager)]

@@ -21,6 +21,7 @@ log = logging.getLogger("nidan.web")
 STATUS_BY_ERROR: list[tuple[type[errors.NidanError], int]] = [
     (errors.UserNotFound, 404),
     (errors.NotFound, 404),
+    (errors.NoEnrollment, 400),
     (errors.UsernameTaken, 409),
     (errors.InvalidInput, 422),
     (errors.AuthenticationError, 401),

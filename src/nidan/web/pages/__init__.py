@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nidan.web.pages import auth, events, security, setup, stepup
+from nidan.web.pages import admin, admin_orgs, admin_users, apps, auth, events, recover, security, setup, stepup, tokens
 from nidan.web.pages.rendering import render_error_page
 
 router = APIRouter(include_in_schema=False)
@@ -16,6 +16,12 @@ router.include_router(auth.router)
 router.include_router(security.router)
 router.include_router(events.router)
 router.include_router(setup.router)
+router.include_router(recover.router)
 router.include_router(stepup.router)
+router.include_router(tokens.router)
+router.include_router(apps.router)
+router.include_router(admin.router)
+router.include_router(admin_users.router)
+router.include_router(admin_orgs.router)
 
 __all__ = ["render_error_page", "router"]

@@ -56,8 +56,19 @@ def login(request: Request, form: CheckedForm, ctx: Services, client: Client) ->
         response = redirect("/login/verify")
         cookies.set_mfa(request, response, ctx, result.mfa_token, username_key(username) or "")
         return response
-    response = redirect("/security")
-    cookies.set_session(request, response, ctx, result.session_token)
+    return _signed_in(request, ctx, result)
+
+
+def _signed_in(
+    request: Request, ctx: Services, result: signin.Authenticated | signin.SetupRequired, notice: str | None = None
+) -> Response:
+    """Into the account (reminded of a 2FA deadline there), or straight into setting 2FA up when it must be."""
+    if isinstance(result, signin.SetupRequired):
+        response = redirect("/security/setup")
+        cookies.set_session(request, response, ctx, result.setup_token)
+    else:
+        response = redirect("/security", notice)
+        cookies.set_session(request, response, ctx, result.session_token)
     cookies.clear_mfa(request, response)
     return response
 
@@ -99,10 +110,7 @@ def verify(request: Request, form: CheckedForm, ctx: Services, client: Client) -
             signing_in_as=username,
         )
     _end_previous_session(request, ctx, client)
-    response = redirect("/security", "recovery_code_used" if method is Method.RECOVERY_CODE else None)
-    cookies.set_session(request, response, ctx, result.session_token)
-    cookies.clear_mfa(request, response)
-    return response
+    return _signed_in(request, ctx, result, "recovery_code_used" if method is Method.RECOVERY_CODE else None)
 
 
 @router.post("/logout")

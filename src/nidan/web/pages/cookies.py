@@ -48,7 +48,8 @@ def session_from_cookie(request: Request) -> str | None:
 
 def set_session(request: Request, response: Response, ctx: ServiceContext, token: str) -> None:
     # Lax, not Strict: a link to nidan from mail or chat should arrive signed in; every POST is CSRF-checked.
-    max_age = int(ctx.session_lifetime.total_seconds())
+    enrolment_only = token.startswith(signin.ENROLMENT_PREFIX)
+    max_age = int((signin.ENROLMENT_LIFETIME if enrolment_only else ctx.session_lifetime).total_seconds())
     set_cookie(request, response, session_cookie_name(request), token, max_age, "lax")
 
 
@@ -91,7 +92,18 @@ def clear_mfa(request: Request, response: Response) -> None:
 
 
 def page_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
-    """The session of a page request, from the cookie; 'not signed in' becomes a redirect to the sign-in page."""
+    """The session of a page request, from the cookie; 'not signed in' becomes a redirect to the sign-in page,
+    and an enrolment-only session (2FA required first) a redirect to the setup page."""
+    token = session_from_cookie(request)
+    if token is None:
+        raise AuthenticationRequired()
+    return signin.full_session(ctx, token)
+
+
+def enrolling_page_session(
+    request: Request, ctx: Annotated[ServiceContext, Depends(services)]
+) -> signin.CurrentSession:
+    """Any session from the cookie, enrolment-only ones too: for the pages that set up 2FA."""
     token = session_from_cookie(request)
     if token is None:
         raise AuthenticationRequired()
@@ -99,3 +111,4 @@ def page_session(request: Request, ctx: Annotated[ServiceContext, Depends(servic
 
 
 PageSession = Annotated[signin.CurrentSession, Depends(page_session)]
+EnrollingPageSession = Annotated[signin.CurrentSession, Depends(enrolling_page_session)]

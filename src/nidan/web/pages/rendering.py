@@ -46,6 +46,22 @@ NOTICES: dict[str, str] = {
         "You signed in with a recovery code; it cannot be used again. If you lost your authenticator app, set up "
         "a new one now."
     ),
+    "token_revoked": "The token was revoked: nothing can sign in with it any more.",
+    "app_removed": "The application was removed: its API key no longer works.",
+    "two_factor_reset": (
+        "Two-step verification was reset: their authenticator app and recovery codes no longer work, and they were "
+        "signed out everywhere. They set it up again at their next sign-in."
+    ),
+    "registration_required": (
+        "Done: at their next sign-in they will be asked to set up their authenticator app again."
+    ),
+    "tokens_revoked_all": "All their access tokens and app passwords were revoked: nothing can sign in with them.",
+    "blocks_cleared": "Their blocks were cleared: they can try again now.",
+    "organisation_created": "The organisation was created, with you as its owner.",
+    "policy_changed": "The two-step policy was changed. It applies from each member's next sign-in.",
+    "member_added": "The member was added.",
+    "member_changed": "The member's role was changed.",
+    "member_removed": "The member was removed from the organisation.",
     "reauthenticated": (
         "Confirmed: it's you. You can change your security settings now without being asked again for a few minutes."
     ),
@@ -67,7 +83,13 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _day(value: datetime | None) -> str:
+    """The UTC date of a stored time (an expiry falls at 00:00 UTC on its day)."""
+    return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d")
+
+
 _env.filters["when"] = _when
+_env.filters["day"] = _day
 _env.globals["version"] = __version__
 
 
@@ -150,6 +172,8 @@ def render_error_page(request: Request, status: int, code: str, message: str) ->
         if cookies.session_from_cookie(request) is not None:
             cookies.clear_session(request, response)
         return response
+    if status == 403 and code == "mfa_setup_required":
+        return redirect("/security/setup")
     ctx = services_of(request)
     current = cookies.signed_in_user(request, ctx)
     username = current.user.username if current else None

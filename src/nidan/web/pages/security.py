@@ -11,11 +11,12 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
-from nidan.core.models import ClockObservation, User
+from nidan.core.models import ClockObservation, InstanceRole, User
 from nidan.errors import InvalidCode, TotpEnrollmentNotStarted
-from nidan.services import enrollment
+from nidan.services import enrollment, signin, user_admin
 from nidan.web.deps import Client, Services
-from nidan.web.pages.cookies import PageSession
+from nidan.web.pages import cookies
+from nidan.web.pages.cookies import EnrollingPageSession, PageSession
 from nidan.web.pages.csrf import CheckedForm, field
 from nidan.web.pages.rendering import problem, redirect, render
 from nidan.web.pages.stepup import confirm_if_needed
@@ -46,6 +47,8 @@ def security_page(request: Request, ctx: Services, session: PageSession) -> Resp
         "security.html",
         username=session.user.username,
         user=session.user,
+        is_admin=session.user.role is InstanceRole.ADMIN,
+        manages_something=user_admin.is_manager(ctx, session.user),
         state=state,
         clock_observation=latest,
         clock_offset=describe_offset(latest) if latest else None,
@@ -66,17 +69,34 @@ def _enrolment_page(request: Request, ctx: Services, user: User, *, replacing: b
     )
 
 
+@router.get("/security/setup")
+def setup_required_page(request: Request, ctx: Services, session: EnrollingPageSession) -> Response:
+    """Where a sign-in that must set up 2FA first lands: why, and the one thing to do."""
+    if not session.enrolment_only:
+        return redirect("/security")
+    state = enrollment.security_state(ctx, session.user.id)
+    return render(
+        request,
+        "setup_required.html",
+        username=session.user.username,
+        by_administrator=state.registration_required,
+    )
+
+
 @router.post("/security/totp")
-def start_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession) -> Response:
+def start_totp(request: Request, form: CheckedForm, ctx: Services, session: EnrollingPageSession) -> Response:
     replacing = enrollment.security_state(ctx, session.user.id).totp_enabled
-    # Changing an authenticator that is on is sensitive; the first set-up right after sign-in is not.
-    if replacing and (ask := confirm_if_needed(request, ctx, session, "/security")):
+    # Changing an authenticator that is on is sensitive; the first set-up right after sign-in is not, and neither
+    # is the setup an enrolment-only sign-in was just sent to.
+    if replacing and not session.enrolment_only and (ask := confirm_if_needed(request, ctx, session, "/security")):
         return ask
     return _enrolment_page(request, ctx, session.user, replacing=replacing)
 
 
 @router.post("/security/totp/activate")
-def activate_totp(request: Request, form: CheckedForm, ctx: Services, session: PageSession, client: Client) -> Response:
+def activate_totp(
+    request: Request, form: CheckedForm, ctx: Services, session: EnrollingPageSession, client: Client
+) -> Response:
     user = session.user
     try:
         activated = enrollment.activate_totp(ctx, user, field(form, "code", 64), client=client)
@@ -90,9 +110,15 @@ def activate_totp(request: Request, form: CheckedForm, ctx: Services, session: P
             problem=problem(exc, user.username),
             can_retry=isinstance(exc, InvalidCode),
         )
-    if activated.replaced_previous:
-        return render(request, "totp_replaced.html", username=user.username)
-    return _codes_page(request, ctx, user, activated.recovery_codes, first_time=True)
+    response: Response
+    if activated.recovery_codes:  # new to 2FA, or registering again: a new set to save
+        response = _codes_page(request, ctx, user, activated.recovery_codes, first_time=True)
+    else:
+        response = render(request, "totp_replaced.html", username=user.username)
+    if session.enrolment_only:
+        # The sign-in that had to set up 2FA continues as a full one.
+        cookies.set_session(request, response, ctx, signin.finish_enrolment(ctx, session, client).session_token)
+    return response
 
 
 @router.post("/security/recovery-codes")

@@ -1,14 +1,17 @@
 """Step-up on the pages: "Confirm it's you" before a sensitive action, then back to where the person was.
 
-A sensitive action (turning 2FA off, changing the authenticator, regenerating recovery codes) on a session that has
-not verified within the step-up window answers with the confirmation form in place of the action. The form posts to
-``/security/reauth`` with a ``next`` field; after a good code the browser gets a new session cookie and a 303 back to
-the action's page. ``next`` is looked up in a fixed table of local pages: anything else (another site, ``//host``,
-a path not in the table) goes to ``/security``, so the form can never be turned into an open redirect.
+A sensitive action (turning 2FA off, changing the authenticator, regenerating recovery codes, creating an access
+token or app password, anything on the administrators' pages) on a session that has not verified within the step-up
+window answers with the confirmation form in place of the action. The form posts to ``/security/reauth`` with a
+``next`` field; after a good code the browser gets a new session cookie and a 303 back to the action's page.
+``next`` is looked up in a fixed table of local pages (and the admin console's pages about one user or
+organisation, named by username key or slug): anything else (another site, ``//host``, a path not in the
+table) goes to ``/security``, so the form can never be turned into an open redirect.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -36,7 +39,13 @@ router = APIRouter(include_in_schema=False)
 
 DEFAULT_NEXT = "/security"
 #: The only places a confirmation returns to: pages a person asks for with GET, where they finish their action.
-ALLOWED_NEXT = frozenset({"/security", "/security/totp/disable"})
+ALLOWED_NEXT = frozenset({"/security", "/security/totp/disable", "/security/tokens", "/admin/apps", "/admin"})
+#: The admin console's pages about one user or organisation, by their (lower-case ASCII) username key or slug.
+_NAME = r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?"
+ALLOWED_NEXT_PATTERN = re.compile(
+    rf"/admin/(?:users/{_NAME}(?:/(?:reset|require-registration|revoke-tokens|clear-blocks))?"
+    rf"|orgs/{_NAME}(?:/members/{_NAME}/remove)?)"
+)
 #: Longer passwords are not looked at (as at sign-in).
 MAX_PASSWORD_LENGTH = 1024
 PROMPT = "For your security, confirm it's you before changing your security settings."
@@ -44,7 +53,9 @@ PROMPT = "For your security, confirm it's you before changing your security sett
 
 def safe_next(value: str | None) -> str:
     """``value`` if it is one of the allowed local pages, else the security page."""
-    return value if value in ALLOWED_NEXT else DEFAULT_NEXT
+    if value is not None and (value in ALLOWED_NEXT or ALLOWED_NEXT_PATTERN.fullmatch(value)):
+        return value
+    return DEFAULT_NEXT
 
 
 def _method_shown(methods: list[stepup.ReauthMethod], requested: str | None) -> str:

@@ -1,12 +1,18 @@
-// nidan pages work without JavaScript; this only adds the Print and Copy buttons of the recovery-codes page.
+// nidan pages work without JavaScript; this only adds the Print and Copy buttons of the pages that show a secret once
+// (recovery codes: a list, one code a line; a new token or API key: one element).
 // Loaded from /static (the Content-Security-Policy allows no inline script).
 (function () {
   "use strict";
+
+  var COPY_FAILED = "Could not copy: select the text and copy it.";
 
   function textOf(listId) {
     var list = document.getElementById(listId);
     if (!list) {
       return "";
+    }
+    if (list.tagName !== "OL" && list.tagName !== "UL") {
+      return list.textContent.trim();
     }
     var codes = [];
     list.querySelectorAll("li").forEach(function (item) {
@@ -44,10 +50,10 @@
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(
         function () { say(button, "Copied."); },
-        function () { say(button, copyFallback(text) ? "Copied." : "Could not copy: select the codes and copy them."); }
+        function () { say(button, copyFallback(text) ? "Copied." : COPY_FAILED); }
       );
     } else {
-      say(button, copyFallback(text) ? "Copied." : "Could not copy: select the codes and copy them.");
+      say(button, copyFallback(text) ? "Copied." : COPY_FAILED);
     }
   }
 

@@ -13,6 +13,7 @@ from nidan.web.api.v1.schemas import (
     MfaRequest,
     MfaRequiredResponse,
     ReauthRequest,
+    SetupRequiredResponse,
 )
 from nidan.web.deps import Client, Services, bearer_token
 from nidan.web.openapi import errors_documented
@@ -22,36 +23,61 @@ router = APIRouter(prefix="/api/v1/auth", tags=["sign-in"])
 
 def authenticated(ctx: Services, result: signin.Authenticated) -> AuthenticatedResponse:
     return AuthenticatedResponse(
-        session_token=result.session_token, expires_in=int(ctx.session_lifetime.total_seconds())
+        session_token=result.session_token,
+        expires_in=int(ctx.session_lifetime.total_seconds()),
+        two_factor_due=result.two_factor_due,
     )
+
+
+def signed_in(ctx: Services, result: signin.Authenticated | signin.SetupRequired) -> SignInAnswer:
+    if isinstance(result, signin.SetupRequired):
+        return SetupRequiredResponse(
+            setup_token=result.setup_token,
+            expires_in=int(signin.ENROLMENT_LIFETIME.total_seconds()),
+            reason="administrator" if result.reason == "administrator" else "policy",
+        )
+    return authenticated(ctx, result)
+
+
+SignInAnswer = AuthenticatedResponse | SetupRequiredResponse
+
+LOGIN_DESCRIPTION = """
+Answers one of: `authenticated` (a session; `two_factor_due` when an organisation requires two-step verification
+that is not set up yet, in its grace period), `mfa_required` (send a code to POST /api/v1/auth/mfa), or
+`mfa_setup_required` (an organisation requires two-step verification, or an administrator reset it: the
+`setup_token` allows only setting it up, see POST /api/v1/me/totp).
+"""
 
 
 @router.post(
     "/login",
-    response_model=AuthenticatedResponse | MfaRequiredResponse,
-    responses=errors_documented(401, 422),
+    response_model=AuthenticatedResponse | MfaRequiredResponse | SetupRequiredResponse,
+    responses=errors_documented(401, 422, 429),
     summary="First step: username and password",
+    description=LOGIN_DESCRIPTION,
 )
-def login(body: LoginRequest, ctx: Services, client: Client) -> AuthenticatedResponse | MfaRequiredResponse:
+def login(body: LoginRequest, ctx: Services, client: Client) -> SignInAnswer | MfaRequiredResponse:
     result = signin.login(ctx, username=body.username, password=body.password, client=client)
-    if isinstance(result, signin.Authenticated):
-        return authenticated(ctx, result)
-    return MfaRequiredResponse(
-        mfa_token=result.mfa_token,
-        methods=result.methods,
-        expires_in=int(ctx.mfa_token_lifetime.total_seconds()),
-    )
+    if isinstance(result, signin.MfaRequired):
+        return MfaRequiredResponse(
+            mfa_token=result.mfa_token,
+            methods=result.methods,
+            expires_in=int(ctx.mfa_token_lifetime.total_seconds()),
+        )
+    return signed_in(ctx, result)
 
 
 @router.post(
     "/mfa",
-    response_model=AuthenticatedResponse,
-    responses=errors_documented(401, 409, 422),
+    response_model=AuthenticatedResponse | SetupRequiredResponse,
+    responses=errors_documented(401, 409, 422, 429),
     summary="Second step: a code from the authenticator app or a recovery code",
+    description="A session, or `mfa_setup_required` when an administrator asked for two-step verification to be "
+    "set up again (the code proved who it is; the `setup_token` allows only the new setup).",
 )
-def mfa(body: MfaRequest, ctx: Services, client: Client) -> AuthenticatedResponse:
+def mfa(body: MfaRequest, ctx: Services, client: Client) -> SignInAnswer:
     result = signin.complete_mfa(ctx, mfa_token=body.mfa_token, method=body.method, code=body.code, client=client)
-    return authenticated(ctx, result)
+    return signed_in(ctx, result)
 
 
 @router.post(

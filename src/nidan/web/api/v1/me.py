@@ -6,15 +6,15 @@ from fastapi import APIRouter, Response
 
 from nidan.services import enrollment, signin
 from nidan.web.api.v1.schemas import (
-    ClockObservationOut,
     CodeRequest,
     MeResponse,
     RecoveryCodesResponse,
     SecondFactorState,
     TotpActivationResponse,
     TotpEnrollmentResponse,
+    clock_observations_out,
 )
-from nidan.web.deps import Client, RecentlyVerified, Services, SignedIn
+from nidan.web.deps import Client, Enrolling, RecentlyVerified, Services
 from nidan.web.openapi import errors_documented
 from nidan.web.qr import qr_svg
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1/me", tags=["account"])
 
 
 @router.get("", response_model=MeResponse, responses=errors_documented(401), summary="Who am I, and my 2FA state")
-def me(ctx: Services, session: SignedIn) -> MeResponse:
+def me(ctx: Services, session: Enrolling) -> MeResponse:
     state = enrollment.security_state(ctx, session.user.id)
     user = session.user
     return MeResponse(
@@ -36,11 +36,12 @@ def me(ctx: Services, session: SignedIn) -> MeResponse:
             totp_activated_at=state.totp_activated_at,
             totp_enrollment_pending=state.totp_enrollment_pending,
             recovery_codes_remaining=state.recovery_codes_remaining,
-            clock_observations=[
-                ClockObservationOut(observed_at=o.observed_at, offset_seconds=o.offset_seconds)
-                for o in state.clock_observations
-            ],
+            clock_observations=clock_observations_out(state.clock_observations),
+            required=state.two_factor_required,
+            due=state.two_factor_due,
+            registration_required=state.registration_required,
         ),
+        setup_only=session.enrolment_only,
     )
 
 
@@ -52,9 +53,10 @@ def me(ctx: Services, session: SignedIn) -> MeResponse:
     description="Changing an authenticator that is already on needs a recent verification (403 "
     "`reauthentication_required`: see POST /api/v1/auth/reauth); setting up the first one does not.",
 )
-def start_totp(ctx: Services, session: SignedIn) -> TotpEnrollmentResponse:
-    if enrollment.security_state(ctx, session.user.id).totp_enabled:
-        signin.require_recent_verification(ctx, session)  # changing the authenticator is sensitive
+def start_totp(ctx: Services, session: Enrolling) -> TotpEnrollmentResponse:
+    # Changing the authenticator is sensitive; an enrolment session was made by this very sign-in.
+    if not session.enrolment_only and enrollment.security_state(ctx, session.user.id).totp_enabled:
+        signin.require_recent_verification(ctx, session)
     started = enrollment.start_totp(ctx, session.user)
     return TotpEnrollmentResponse(
         secret=started.secret, otpauth_uri=started.otpauth_uri, qr_svg=qr_svg(started.otpauth_uri)
@@ -64,13 +66,17 @@ def start_totp(ctx: Services, session: SignedIn) -> TotpEnrollmentResponse:
 @router.post(
     "/totp/activate",
     response_model=TotpActivationResponse,
+    response_model_exclude_none=True,
     responses=errors_documented(401, 409, 422),
     summary="Finish setting up: the first code from the app",
 )
-def activate_totp(body: CodeRequest, ctx: Services, session: SignedIn, client: Client) -> TotpActivationResponse:
+def activate_totp(body: CodeRequest, ctx: Services, session: Enrolling, client: Client) -> TotpActivationResponse:
     activated = enrollment.activate_totp(ctx, session.user, body.code, client=client)
+    full = signin.finish_enrolment(ctx, session, client) if session.enrolment_only else None
     return TotpActivationResponse(
-        recovery_codes=activated.recovery_codes, replaced_previous=activated.replaced_previous
+        recovery_codes=activated.recovery_codes,
+        replaced_previous=activated.replaced_previous,
+        session_token=full.session_token if full else None,
     )
 
 

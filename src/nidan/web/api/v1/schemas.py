@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nidan.core.models import Method
+from nidan.core.models import ClockObservation, Method
 
 
 class _Request(BaseModel):
@@ -56,6 +57,25 @@ class AuthenticatedResponse(BaseModel):
     status: Literal["authenticated"] = "authenticated"
     session_token: str
     expires_in: int = Field(description="Seconds until the session ends.")
+    two_factor_due: datetime | None = Field(
+        default=None,
+        description="An organisation requires two-step verification and it is not set up: remind the user; after "
+        "this time the sign-in leads into setup.",
+    )
+
+
+class SetupRequiredResponse(BaseModel):
+    status: Literal["mfa_setup_required"] = "mfa_setup_required"
+    setup_token: str = Field(
+        description="Allows only setting up two-step verification: send it as the bearer token to POST "
+        "/api/v1/me/totp and POST /api/v1/me/totp/activate (which answers a full session_token), GET /api/v1/me "
+        "and POST /api/v1/auth/logout; anything else answers 403 mfa_setup_required."
+    )
+    expires_in: int
+    reason: Literal["policy", "administrator"] = Field(
+        description="`policy`: an organisation requires it; `administrator`: an administrator reset it or asked "
+        "for it to be set up again."
+    )
 
 
 class MfaRequiredResponse(BaseModel):
@@ -70,12 +90,21 @@ class ClockObservationOut(BaseModel):
     offset_seconds: int = Field(description="How far the device clock was off; positive means ahead.")
 
 
+def clock_observations_out(observations: Iterable[ClockObservation]) -> list[ClockObservationOut]:
+    return [ClockObservationOut(observed_at=o.observed_at, offset_seconds=o.offset_seconds) for o in observations]
+
+
 class SecondFactorState(BaseModel):
     totp_enabled: bool
     totp_activated_at: datetime | None
     totp_enrollment_pending: bool
     recovery_codes_remaining: int
     clock_observations: list[ClockObservationOut]
+    required: bool = Field(default=False, description="An organisation requires it (it cannot be turned off).")
+    due: datetime | None = Field(default=None, description="Required and not set up: the grace period's end.")
+    registration_required: bool = Field(
+        default=False, description="An administrator asked for it to be set up again at the next sign-in."
+    )
 
 
 class MeResponse(BaseModel):
@@ -85,6 +114,9 @@ class MeResponse(BaseModel):
     created_at: datetime
     last_sign_in_at: datetime | None
     two_factor: SecondFactorState
+    setup_only: bool = Field(
+        default=False, description="This is a setup_token: set up two-step verification before anything else."
+    )
 
 
 class TotpEnrollmentResponse(BaseModel):
@@ -99,6 +131,11 @@ class TotpActivationResponse(BaseModel):
         "(the existing codes stay valid)."
     )
     replaced_previous: bool
+    session_token: str | None = Field(
+        default=None,
+        description="When set up with a setup_token: the full session that sign-in now continues with (the "
+        "setup_token stops working).",
+    )
 
 
 class RecoveryCodesResponse(BaseModel):

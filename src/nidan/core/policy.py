@@ -1,0 +1,132 @@
+"""Who must have two-step verification, and what a sign-in does about it: organisations' policies as pure decisions.
+
+A user may belong to several organisations; the strictest requirement wins, and the shortest grace period among
+the organisations that require it. The grace period is counted per user, from the first sign-in at which they were
+required to have 2FA and had none (GitLab's rule), so turning enforcement on never locks anyone out at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from nidan.core.models import Method, OrgRole
+from nidan.errors import InvalidInput
+
+
+class TwoFactorPolicy(StrEnum):
+    OPTIONAL = "optional"
+    #: Owners, admins and user_admins: the roles that can create users or change who may sign in.
+    REQUIRED_FOR_ADMINS = "required_for_admins"
+    REQUIRED_FOR_ALL = "required_for_all"
+
+
+ADMIN_ROLES = frozenset({OrgRole.OWNER, OrgRole.ADMIN, OrgRole.USER_ADMIN})
+#: Roles that may change an organisation's settings (a user_admin manages members only).
+SETTINGS_ROLES = frozenset({OrgRole.OWNER, OrgRole.ADMIN})
+#: The authenticator app is the one method a person sets up: an organisation cannot forbid it (no lock-out).
+REQUIRED_METHODS = frozenset({Method.TOTP})
+MAX_GRACE_DAYS = 365
+
+
+@dataclass(frozen=True, slots=True)
+class OrgPolicy:
+    two_factor: TwoFactorPolicy = TwoFactorPolicy.OPTIONAL
+    grace_period_days: int = 0
+    allowed_methods: frozenset[Method] = frozenset(Method)
+    #: Consecutive wrong codes tolerated before the backoff blocks, for members; ``None``: the instance's setting.
+    tolerated_failures: int | None = None
+
+
+def checked_policy(
+    two_factor: TwoFactorPolicy, grace_period_days: int, allowed_methods: Iterable[Method], tolerated: int | None
+) -> OrgPolicy:
+    allowed = frozenset(allowed_methods)
+    if not allowed >= REQUIRED_METHODS:
+        raise InvalidInput("The authenticator app (totp) must stay allowed: it is how people set up 2FA.")
+    if not 0 <= grace_period_days <= MAX_GRACE_DAYS:
+        raise InvalidInput(f"The grace period is 0 to {MAX_GRACE_DAYS} days.")
+    if tolerated is not None and not 0 <= tolerated <= 1000:
+        raise InvalidInput("Tolerated failures are 0 to 1000 (or unset, for the instance's setting).")
+    return OrgPolicy(two_factor, grace_period_days, allowed, tolerated)
+
+
+def requires_two_factor(policy: TwoFactorPolicy, role: OrgRole) -> bool:
+    if policy is TwoFactorPolicy.REQUIRED_FOR_ALL:
+        return True
+    return policy is TwoFactorPolicy.REQUIRED_FOR_ADMINS and role in ADMIN_ROLES
+
+
+def two_factor_required(memberships: Iterable[tuple[TwoFactorPolicy, OrgRole]]) -> bool:
+    """Whether any organisation the user belongs to requires 2FA of them in their role there."""
+    return any(requires_two_factor(policy, role) for policy, role in memberships)
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a user's organisations ask of them, together."""
+
+    required: bool = False
+    #: The shortest grace period among the organisations that require 2FA of the user.
+    grace_period_days: int = 0
+    #: Methods every one of the user's organisations allows.
+    allowed_methods: frozenset[Method] = frozenset(Method)
+    #: The lowest tolerance any of them sets, if any does.
+    tolerated_failures: int | None = None
+
+
+def combined(memberships: Iterable[tuple[OrgPolicy, OrgRole]]) -> Requirement:
+    required = False
+    grace: int | None = None
+    allowed = frozenset(Method)
+    tolerated: int | None = None
+    for policy, role in memberships:
+        allowed &= policy.allowed_methods
+        if policy.tolerated_failures is not None:
+            tolerated = policy.tolerated_failures if tolerated is None else min(tolerated, policy.tolerated_failures)
+        if requires_two_factor(policy.two_factor, role):
+            required = True
+            grace = policy.grace_period_days if grace is None else min(grace, policy.grace_period_days)
+    return Requirement(required, grace or 0, allowed | REQUIRED_METHODS, tolerated)
+
+
+class Enrolment(StrEnum):
+    """What a sign-in must do about a user's missing second factor."""
+
+    #: Nothing: 2FA is on, or not required.
+    NONE = "none"
+    #: Required, in the grace period: remind, let them skip.
+    REMIND = "remind"
+    #: Required (grace over) or an administrator asked for it: set up before anything else.
+    SETUP = "setup"
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentDecision:
+    action: Enrolment
+    #: When the grace period ends (for ``REMIND``).
+    grace_ends_at: datetime | None = None
+    #: When the grace period starts with this sign-in (the caller records it).
+    grace_starts: bool = False
+
+
+def enrolment(
+    requirement: Requirement,
+    *,
+    has_two_factor: bool,
+    registration_required: bool,
+    grace_started_at: datetime | None,
+    now: datetime,
+) -> EnrolmentDecision:
+    """At sign-in, after the password (and the second factor, when there is one)."""
+    if registration_required:
+        return EnrolmentDecision(Enrolment.SETUP)
+    if has_two_factor or not requirement.required:
+        return EnrolmentDecision(Enrolment.NONE)
+    started = grace_started_at or now
+    ends = started + timedelta(days=requirement.grace_period_days)
+    if now < ends:
+        return EnrolmentDecision(Enrolment.REMIND, ends, grace_starts=grace_started_at is None)
+    return EnrolmentDecision(Enrolment.SETUP, grace_starts=grace_started_at is None)

@@ -1,0 +1,82 @@
+"""Relying applications: registered by an administrator, each with an API key for the verify API (shown once)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from nidan.core.access_tokens import APP_KEY_PREFIX, APP_KEY_PURPOSE, Application
+from nidan.core.audit import Detail, EventType
+from nidan.core.models import ClientInfo, User
+from nidan.core.tokens import looks_like_token, new_token
+from nidan.core.usernames import username_key
+from nidan.errors import AppKeyInvalid, ApplicationNotFound, InvalidInput
+from nidan.services import audit
+from nidan.services.context import ServiceContext
+
+#: An application's "last used" is written at most this often: it may verify many codes a second.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredApplication:
+    application: Application
+    #: The API key itself: shown this once, never stored.
+    api_key: str = field(repr=False)
+
+
+def _name_key(name: str) -> str:
+    key = username_key(name.strip())
+    if key is None:
+        raise InvalidInput(
+            "An application name is 1 to 64 characters: letters a-z, digits, '.', '_' or '-', starting and ending "
+            "with a letter or digit (e.g. 'wiki' or 'vpn-gateway')."
+        )
+    return key
+
+
+def add(ctx: ServiceContext, *, name: str, actor: User | None, client: ClientInfo) -> RegisteredApplication:
+    """Register an application (``actor``: the administrator; ``None``: the command line); audited."""
+    key = _name_key(name)
+    api_key = new_token(ctx.random_bytes, prefix=APP_KEY_PREFIX)
+    with ctx.uow() as uow:
+        key_hash = ctx.hash_token(api_key, APP_KEY_PURPOSE)
+        by = actor.username if actor else None
+        application = uow.applications.add(name.strip(), key, key_hash, ctx.clock.now(), by)
+        details: dict[str, Detail] = {"app": application.name}
+        audit.record(ctx, uow, EventType.APPLICATION_ADDED, client=client, actor=actor, subject=None, details=details)
+        uow.commit()
+    return RegisteredApplication(application, api_key)
+
+
+def list_all(ctx: ServiceContext) -> Sequence[Application]:
+    with ctx.uow() as uow:
+        return uow.applications.list_all()
+
+
+def remove(ctx: ServiceContext, *, name: str, actor: User | None, client: ClientInfo) -> Application:
+    """Remove an application: its key stops working at once; audited."""
+    with ctx.uow() as uow:
+        application = uow.applications.remove(_name_key(name))
+        if application is None:
+            raise ApplicationNotFound(f"No application named {name.strip()!r} is registered.")
+        details: dict[str, Detail] = {"app": application.name}
+        audit.record(ctx, uow, EventType.APPLICATION_REMOVED, client=client, actor=actor, subject=None, details=details)
+        uow.commit()
+    return application
+
+
+def authenticate(ctx: ServiceContext, api_key: str | None) -> Application:
+    """The application holding ``api_key``, or ``AppKeyInvalid`` (a shape check first: garbage costs no query)."""
+    if api_key is None or not looks_like_token(api_key, prefix=APP_KEY_PREFIX):
+        raise AppKeyInvalid()
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        application = uow.applications.find_by_key(ctx.hash_token(api_key, APP_KEY_PURPOSE))
+        if application is None:
+            raise AppKeyInvalid()
+        if application.last_used_at is None or application.last_used_at < now - LAST_USED_PRECISION:
+            uow.applications.touch(application.id, now, not_since=now - LAST_USED_PRECISION)
+            uow.commit()
+    return application

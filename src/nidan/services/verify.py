@@ -1,0 +1,155 @@
+"""The verify API for relying applications (privacyIDEA's /validate/check): is this the user's code, right now?
+
+The same rules as sign-in: the code is consumed atomically (a replay fails), the user's second-step backoff refuses
+before anything is evaluated (429 while blocked) and counts exactly under concurrency — a TOTP code in one
+transaction under the user's row lock, a recovery code (argon2) by the reservation — and every answer is audited
+with the application's name.
+An unknown user, a user without 2FA and a wrong code get the same answer, so an application's users cannot learn
+who exists; unknown names are counted by name, so they are blocked exactly as known ones are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nidan.core import recovery
+from nidan.core.access_tokens import Application
+from nidan.core.audit import Detail, EventType
+from nidan.core.models import ClientInfo, Method, ThrottleScope, User
+from nidan.core.ports import UnitOfWork
+from nidan.core.usernames import username_key
+from nidan.errors import InvalidCode, NidanError, VerificationLocked
+from nidan.services import audit, factors, throttling
+from nidan.services.context import ServiceContext
+from nidan.services.signin import INVALID_USERNAME_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    method: Method
+    #: The user's canonical username when the code was accepted.
+    username: str | None = None
+    #: Why not, when ``ok`` is false.
+    error: NidanError | None = None
+
+
+def guess_method(code: str) -> Method:
+    """Digits (spaces allowed) are an authenticator code; anything else is tried as a recovery code."""
+    compact = "".join(code.split())
+    return Method.TOTP if compact.isdigit() else Method.RECOVERY_CODE
+
+
+def _subject(user: User | None, ctx: ServiceContext, key: str | None) -> throttling.Subject:
+    # The instance's tolerance for everyone here, not an organisation's stricter one: unknown names have no
+    # organisation, and an earlier 429 for real users would tell who exists.
+    if user is not None:
+        return throttling.second_factor(ctx, user.id)
+    # Not a number, so it never meets a real user's counter.
+    return throttling.Subject(ThrottleScope.SECOND_FACTOR, f"~{key or INVALID_USERNAME_KEY}", ctx.backoff)
+
+
+def verify(
+    ctx: ServiceContext,
+    *,
+    application: Application,
+    username: str,
+    code: str,
+    method: Method | None,
+    client: ClientInfo,
+) -> VerifyResult:
+    """Check ``code`` for ``username`` on behalf of ``application``. Raises ``RateLimited`` while the user is
+    blocked; every other outcome is an answer (``ok`` false with the reason for a wrong code or a locked user)."""
+    chosen = method or guess_method(code)
+    key = username_key(username)
+    with ctx.uow() as uow:
+        user = uow.users.get_by_username_key(key) if key else None
+    subject = _subject(user, ctx, key)
+    app: dict[str, Detail] = {"app": application.name}
+    if chosen is Method.TOTP:
+        return _verify_totp(ctx, user, code, subject, app, client)
+    try:
+        reservation = throttling.reserve(ctx, [subject])
+    except VerificationLocked as locked:
+        return VerifyResult(ok=False, method=chosen, error=locked)
+    with ctx.uow() as uow:
+        available = factors.available_methods(uow, user.id) if user else []
+        if user is None or chosen not in available:
+            _spend_like_a_check(ctx, chosen)
+            details: dict[str, Detail] = {"method": chosen.value, "username_known": user is not None, **app}
+            if user is not None:
+                details["method_available"] = False
+            throttling.record_escalations(ctx, uow, reservation, client, user)
+            audit.record(ctx, uow, EventType.VERIFY_FAILED, client=client, actor=None, subject=user, details=details)
+            uow.commit()
+            return VerifyResult(ok=False, method=chosen, error=InvalidCode())
+        result = factors.check(ctx, uow, user.id, chosen, code)
+        if not result.ok:
+            factors.record_clock_observation(ctx, uow, user.id, result, context="verify")
+            throttling.record_escalations(ctx, uow, reservation, client, user)
+            failed = {**factors.failure_details(result), **app}
+            audit.record(ctx, uow, EventType.VERIFY_FAILED, client=client, actor=None, subject=user, details=failed)
+            uow.commit()
+            return VerifyResult(ok=False, method=chosen, error=InvalidCode())
+        throttling.settle_success(ctx, uow, [subject])
+        factors.record_success(ctx, uow, user, result, EventType.VERIFY_SUCCEEDED, client, details=app)
+        uow.commit()
+    return VerifyResult(ok=True, method=chosen, username=user.username)
+
+
+def _verify_totp(
+    ctx: ServiceContext,
+    user: User | None,
+    code: str,
+    subject: throttling.Subject,
+    app: dict[str, Detail],
+    client: ClientInfo,
+) -> VerifyResult:
+    """A TOTP code, in ONE transaction: checking it costs microseconds, so the user's row is locked first and the
+    backoff is read, the code checked and spent, and the outcome counted and audited together — exact under
+    concurrency like the reservation (which exists to keep argon2 out of a held lock) at half the write
+    transactions. Recovery codes take the reservation path. An unknown name takes this one too (with nothing to
+    lock or check), so that how long the answer takes does not tell who exists."""
+    with ctx.uow() as uow:
+        if user is not None:
+            uow.users.lock(user.id)
+        try:
+            before = throttling.refuse_if_blocked(uow, subject, ctx.clock.now())
+        except VerificationLocked as locked:
+            return VerifyResult(ok=False, method=Method.TOTP, error=locked)
+        if user is None or uow.totp.get_active(user.id) is None:
+            details: dict[str, Detail] = {"method": Method.TOTP.value, "username_known": user is not None, **app}
+            if user is not None:
+                details["method_available"] = False
+            _failed(ctx, uow, user, subject, client, details)
+            return VerifyResult(ok=False, method=Method.TOTP, error=InvalidCode())
+        result = factors.check(ctx, uow, user.id, Method.TOTP, code)
+        if not result.ok:
+            factors.record_clock_observation(ctx, uow, user.id, result, context="verify")
+            _failed(ctx, uow, user, subject, client, {**factors.failure_details(result), **app})
+            return VerifyResult(ok=False, method=Method.TOTP, error=InvalidCode())
+        if before.failures:  # earlier failures: this success resets them
+            throttling.settle_success(ctx, uow, [subject])
+        factors.record_success(ctx, uow, user, result, EventType.VERIFY_SUCCEEDED, client, details=app)
+        uow.commit()
+    return VerifyResult(ok=True, method=Method.TOTP, username=user.username)
+
+
+def _failed(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    user: User | None,
+    subject: throttling.Subject,
+    client: ClientInfo,
+    details: dict[str, Detail],
+) -> None:
+    counted = throttling.count_under_lock(ctx, uow, subject)
+    throttling.record_escalations(ctx, uow, counted, client, user)
+    audit.record(ctx, uow, EventType.VERIFY_FAILED, client=client, actor=None, subject=user, details=details)
+    uow.commit()
+
+
+def _spend_like_a_check(ctx: ServiceContext, method: Method) -> None:
+    """The work a real recovery-code check does (one argon2id), so its absence does not tell who exists."""
+    if method is Method.RECOVERY_CODE:
+        recovery.digest("0" * recovery.CODE_LENGTH, ctx.random_bytes(recovery.SALT_BYTES), ctx.recovery_hash)
