@@ -1,0 +1,193 @@
+-- wrk script for nidan's POST /api/v1/verify (bench/nidan_bench.py writes its input and reads its output).
+--
+-- Environment (read in every thread: wrk gives each thread its own Lua state, so nothing is shared but these):
+--   BENCH_MODE      "valid" (first-use codes, each must be accepted) or "wrong" (wrong codes, each must be refused)
+--   BENCH_BODIES    the input file (below)
+--   BENCH_API_KEY   the application's API key (Bearer)
+--   BENCH_THREADS   wrk's -t: thread i (0-based) takes the users on data lines i, i+T, i+2T, ...
+--   BENCH_MAX_WRONG wrong mode: wrong codes per user at most (default 2: one tolerated, one that starts a 1 s block)
+--
+-- Input file, valid mode: a first line "# base STEP", then "username code code ..." where the k-th code (k from 0)
+-- is the user's code for time step STEP+k, "-" for a step left out (its code equals a neighbour's within the
+-- window, which would make the server match the other step). Wrong mode: "username code" per line.
+--
+-- Valid mode picks the code at send time from the current time step s = floor(os.time() / 30): nidan accepts a
+-- code for steps s-1 .. s+1, each (user, step) once, rising per user. A user's next code is the lowest step not yet
+-- sent that is >= s-1 (>= s in the last 5 s of a step, so a code is never sent just before it expires) and <= s+1.
+-- Users are taken round robin, thousands per thread: a user's previous request has long been answered before
+-- the user comes round again, so its steps reach the server in rising order.
+--
+-- When no user has a usable code left (too few users for the throughput), request() counts it in `exhausted`
+-- and sends GET /healthz instead; the Python side fails the run when exhausted > 0.
+
+local thread_counter = 0
+local threads = {}
+
+function setup(thread)
+  thread:set("id", thread_counter)
+  thread_counter = thread_counter + 1
+  table.insert(threads, thread)
+end
+
+local mode, headers, max_wrong
+local usernames, codes, next_step, sends = {}, {}, {}, {}
+local base = 0
+local count = 0
+local cursor = 0
+local exhausted_step = nil
+
+-- Counters read by done() through thread:get (numbers and strings copy across Lua states).
+ok_count, rejected, throttled, errors, exhausted = 0, 0, 0, 0, 0
+samples = ""
+local sample_count = 0
+
+local function split(line)
+  local fields = {}
+  for field in string.gmatch(line, "%S+") do
+    fields[#fields + 1] = field
+  end
+  return fields
+end
+
+function init(args)
+  mode = os.getenv("BENCH_MODE")
+  local path = os.getenv("BENCH_BODIES")
+  local nthreads = tonumber(os.getenv("BENCH_THREADS"))
+  max_wrong = tonumber(os.getenv("BENCH_MAX_WRONG") or "2")
+  headers = {
+    ["Authorization"] = "Bearer " .. os.getenv("BENCH_API_KEY"),
+    ["Content-Type"] = "application/json",
+  }
+  local file = assert(io.open(path, "r"))
+  local index = 0
+  for line in file:lines() do
+    local header = string.match(line, "^# base (%d+)$")
+    if header then
+      base = tonumber(header)
+    elseif line ~= "" then
+      if index % nthreads == id then
+        local fields = split(line)
+        count = count + 1
+        usernames[count] = fields[1]
+        table.remove(fields, 1)
+        codes[count] = fields
+        next_step[count] = base
+        sends[count] = 0
+      end
+      index = index + 1
+    end
+  end
+  file:close()
+end
+
+local function body_for(username, code)
+  return '{"username":"' .. username .. '","code":"' .. code .. '"}'
+end
+
+local function next_valid()
+  local now = os.time()
+  local s = math.floor(now / 30)
+  if exhausted_step == s then
+    return nil
+  end
+  local low = s - 1
+  if now % 30 >= 25 then
+    low = s
+  end
+  local high = s + 1
+  for _ = 1, count do
+    cursor = cursor % count + 1
+    local step = next_step[cursor]
+    if step < low then
+      step = low
+    end
+    local row = codes[cursor]
+    while step <= high do
+      local code = row[step - base + 1]
+      if code == nil then
+        break
+      end
+      if code ~= "-" then
+        next_step[cursor] = step + 1
+        return body_for(usernames[cursor], code)
+      end
+      step = step + 1
+    end
+  end
+  exhausted_step = s
+  return nil
+end
+
+local function next_wrong()
+  cursor = cursor % count + 1
+  if sends[cursor] >= max_wrong then
+    return nil -- round robin: every user has had as many
+  end
+  sends[cursor] = sends[cursor] + 1
+  return body_for(usernames[cursor], codes[cursor][1])
+end
+
+function request()
+  local body
+  if mode == "valid" then
+    body = next_valid()
+  else
+    body = next_wrong()
+  end
+  if body == nil then
+    exhausted = exhausted + 1
+    return wrk.format("GET", "/healthz")
+  end
+  return wrk.format("POST", "/api/v1/verify", headers, body)
+end
+
+local function sample(status, body)
+  if sample_count < 5 then
+    sample_count = sample_count + 1
+    samples = samples .. "BENCH_SAMPLE " .. status .. " " .. string.gsub(body or "", "[\r\n]", " ") .. "\n"
+  end
+end
+
+function response(status, headers, body)
+  if mode == "valid" then
+    if status == 200 and string.find(body, '"ok":true', 1, true) then
+      ok_count = ok_count + 1
+    else
+      errors = errors + 1
+      sample(status, body)
+    end
+  else
+    if status == 200 and string.find(body, '"ok":false', 1, true) then
+      rejected = rejected + 1
+    elseif status == 429 then
+      throttled = throttled + 1
+    else
+      errors = errors + 1
+      sample(status, body)
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local totals = { ok = 0, rejected = 0, throttled = 0, errors = 0, exhausted = 0 }
+  for _, thread in ipairs(threads) do
+    totals.ok = totals.ok + thread:get("ok_count")
+    totals.rejected = totals.rejected + thread:get("rejected")
+    totals.throttled = totals.throttled + thread:get("throttled")
+    totals.errors = totals.errors + thread:get("errors")
+    totals.exhausted = totals.exhausted + thread:get("exhausted")
+    io.write(thread:get("samples"))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '\nBENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
+      .. '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"non_2xx":%d,'
+      .. '"ok":%d,"rejected":%d,"throttled":%d,"errors":%d,"exhausted":%d,'
+      .. '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p99_9":%d}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.timeout, e.status,
+    totals.ok, totals.rejected, totals.throttled, totals.errors, totals.exhausted,
+    latency.min, latency.mean, latency.max,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)
+  ))
+end
