@@ -46,7 +46,12 @@ def prepare_storage(settings: Settings) -> Engine:
     not set): later, a new ``hash.key`` would silently end every session, and a new sealing key open nothing.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    engine = db_engine.make_engine(settings.resolved_database_url)
+    engine = db_engine.make_engine(
+        settings.resolved_database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
     if settings.keys_dir is None:
         with engine.connect() as connection:
             brand_new = db_dump.is_brand_new(connection)
@@ -173,7 +178,12 @@ def build_maintenance(
             raise ConfigurationError(
                 f"The data directory {settings.data_dir} cannot be created: {exc.strerror}. Check the path."
             ) from exc
-    engine = db_engine.make_engine(settings.resolved_database_url)
+    engine = db_engine.make_engine(
+        settings.resolved_database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
     services = MaintenanceContext(
         database=SqlDatabaseAdmin(engine),
         keys=KeyFileDirectory(settings.resolved_keys_dir),

@@ -133,6 +133,12 @@ class Settings(_Section):
     data_dir: Path = Path("nidan-data")
     #: Overrides the embedded SQLite database, e.g. ``postgresql+psycopg://user@host/db``.
     database_url: str | None = None
+    #: PostgreSQL connections each process keeps open, and how many more it may open under load. Every process
+    #: may hold pool + overflow at once: keep (processes x that) below the server's ``max_connections``.
+    database_pool_size: int = Field(default=10, ge=1, le=500)
+    database_max_overflow: int = Field(default=10, ge=0, le=500)
+    #: How long a request waits for a free connection before it is answered 503 ``database_unavailable``.
+    database_pool_timeout_seconds: float = Field(default=10, gt=0, le=300)
     #: Where the key files live; defaults to ``<data_dir>/keys``. Several processes may share one read-only copy.
     keys_dir: Path | None = None
     server: ServerSettings = Field(default_factory=ServerSettings)

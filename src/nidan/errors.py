@@ -50,6 +50,7 @@ what to do next. It never contains a secret.
     │   ├── ApplicationNotFound         application_not_found
     │   ├── OrganisationNotFound        organisation_not_found
     │   └── MemberNotFound              member_not_found
+    ├── DatabaseUnavailable             database_unavailable
     └── ConfigurationError              configuration_error
         ├── KeyMissing                  key_missing
         ├── HashKeyMissing              hash_key_missing
@@ -387,6 +388,18 @@ class OrganisationNotFound(NotFound):
 class MemberNotFound(NotFound):
     code = "member_not_found"
     default_message = "That user is not a member of the organisation."
+
+
+class DatabaseUnavailable(NidanError):
+    """No database connection could be had: the server refused one (its connection limit) or none came free in
+    time. Nothing was read or changed; answered 503 with ``Retry-After``."""
+
+    code = "database_unavailable"
+    default_message = (
+        "The database cannot be reached right now (it is busy or down). Nothing was changed. Try again in a "
+        "moment; if it keeps happening, tell your administrator."
+    )
+    retry_after_seconds = 1
 
 
 class ConfigurationError(NidanError):

@@ -108,6 +108,10 @@ def instance(databases: PostgresDatabases, directory: Path, extra_env: dict[str,
         NIDAN_DATABASE_URL=url,
         NIDAN_SECURITY_ARGON2_MEMORY_KIB=str(FAST_SECURITY["argon2_memory_kib"]),
         NIDAN_SECURITY_ARGON2_TIME_COST=str(FAST_SECURITY["argon2_time_cost"]),
+        # Five servers of two instances live at once beside the other tests' databases: each process's share of the
+        # server's 100 connections is bounded, so racers queue for a connection instead of being refused one.
+        NIDAN_DATABASE_POOL_SIZE="2",
+        NIDAN_DATABASE_MAX_OVERFLOW="8",
         PYTHONUNBUFFERED="1",
         **extra_env,
     )

@@ -14,7 +14,8 @@ from sqlalchemy import Engine, create_engine, event
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 10) -> Engine:
+    """``pool_size`` and ``max_overflow`` bound a PostgreSQL process's connections (SQLite opens a file)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -29,7 +30,10 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # A request that finds every connection busy waits this long for one, then gets 503 database_unavailable.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+    )
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from nidan.core import ports
 from nidan.db import repositories as r
@@ -14,6 +17,9 @@ from nidan.db.access_tokens import SqlAccessTokenRepository, SqlApplicationRepos
 from nidan.db.audit import SqlAuditRepository
 from nidan.db.organisations import SqlOrganisationRepository
 from nidan.db.throttles import SqlThrottleRepository
+from nidan.errors import DatabaseUnavailable
+
+log = logging.getLogger("nidan.db")
 
 
 class SqlUnitOfWork:
@@ -37,7 +43,13 @@ class SqlUnitOfWork:
         self._connection: Connection | None = None
 
     def __enter__(self) -> SqlUnitOfWork:
-        connection = self._engine.connect()
+        try:
+            connection = self._engine.connect()
+        except (OperationalError, PoolTimeout) as exc:
+            # Refused (the server's connection limit, or down) or no pooled connection came free: nothing has been
+            # read or written, so the client may simply try again. A failure inside a transaction stays a 500.
+            log.warning("no database connection: %s", str(exc).splitlines()[0])
+            raise DatabaseUnavailable() from exc
         connection.begin()
         self._connection = connection
         self.users = r.SqlUserRepository(connection)

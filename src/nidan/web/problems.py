@@ -29,6 +29,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.NidanError], int]] = [
     (errors.CsrfFailed, 403),
     (errors.RateLimited, 429),
     (errors.Refused, 403),
+    (errors.DatabaseUnavailable, 503),
     (errors.ConfigurationError, 503),
 ]
 
@@ -71,8 +72,8 @@ def problem_response(
 
 
 def error_headers(error: errors.NidanError) -> dict[str, str]:
-    """Headers an error implies: ``Retry-After`` (whole seconds) while rate limited."""
-    if isinstance(error, errors.RateLimited):
+    """Headers an error implies: ``Retry-After`` (whole seconds) while rate limited or the database is busy."""
+    if isinstance(error, errors.RateLimited | errors.DatabaseUnavailable):
         return {"Retry-After": str(error.retry_after_seconds)}
     return {}
 
