@@ -38,6 +38,11 @@ class Runtime:
     engine: Engine
     services: ServiceContext
 
+    @property
+    def storage_is_embedded(self) -> bool:
+        """SQLite in this process: a query is a function call, not a round trip to a server."""
+        return self.engine.dialect.name == "sqlite"
+
 
 def prepare_storage(settings: Settings) -> Engine:
     """Create the data directory, and keys for a brand-new instance; apply pending migrations.

@@ -57,6 +57,10 @@ class UserRepository(Protocol):
         """Hold the user's row until the transaction ends: their read-then-write changes queue up."""
         ...
 
+    def lock_by_username_key(self, username_key: str) -> User | None:
+        """``get_by_username_key`` and ``lock`` in one step; ``None`` when nobody has that name."""
+        ...
+
     def start_grace(self, user_id: int, at: datetime) -> None:
         """Record the grace period's start, unless one is recorded already."""
         ...

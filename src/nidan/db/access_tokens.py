@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nidan.core.access_tokens import AccessToken, Application, Scope, TokenKind, decode_scopes, encode_scopes
@@ -15,6 +15,8 @@ from nidan.errors import ApplicationExists
 
 _tokens = t.access_tokens
 _apps = t.applications
+#: Built once (bound parameter): every verify call looks its application up.
+_APP_BY_KEY = select(_apps).where(_apps.c.key_hash == bindparam("key_hash"))
 
 
 def _token(row: Any) -> AccessToken:
@@ -133,7 +135,7 @@ class SqlApplicationRepository:
         return _application(row)
 
     def find_by_key(self, key_hash: bytes) -> Application | None:
-        row = self._c.execute(select(_apps).where(_apps.c.key_hash == key_hash)).first()
+        row = self._c.execute(_APP_BY_KEY, {"key_hash": key_hash}).first()
         return _application(row) if row else None
 
     def list_all(self) -> Sequence[Application]:

@@ -15,3 +15,15 @@ def insert_ignoring_conflicts(connection: Connection) -> Any:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(t.throttles).on_conflict_do_nothing()
     return sqlite.insert(t.throttles).on_conflict_do_nothing()
+
+
+def take_sqlite_write_lock(connection: Connection) -> None:
+    """Take SQLite's one write lock now, for the rest of the transaction, without writing anything.
+
+    pysqlite opens a transaction only at the first INSERT/UPDATE/DELETE; until then each SELECT stands alone. So
+    when no transaction is open, ``BEGIN IMMEDIATE`` opens one holding the write lock (whatever is read next is
+    read under it), and when one is open a write already took the lock. (A no-op UPDATE did this before, but it
+    rewrote the row: a page of WAL per call.)
+    """
+    if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -13,6 +13,7 @@ from nidan.core.models import Method, OrgRole
 from nidan.core.organisations import DEFAULT_SLUG, Member, Membership, Organisation
 from nidan.core.policy import OrgPolicy, TwoFactorPolicy
 from nidan.db import tables as t
+from nidan.db.dialects import take_sqlite_write_lock
 from nidan.db.repositories import Repository, user_from_row
 from nidan.errors import OrganisationExists
 
@@ -75,10 +76,7 @@ class SqlOrganisationRepository(Repository):
         """Serialise changes to the organisation's owners: two owners stepping down at once cannot both succeed."""
         organisations = t.organisations
         if self._c.dialect.name == "sqlite":
-            # No FOR UPDATE there, and pysqlite begins a transaction only at the first write: a no-op write first.
-            self._c.execute(
-                update(organisations).where(organisations.c.id == organisation_id).values(id=organisations.c.id)
-            )
+            take_sqlite_write_lock(self._c)  # no FOR UPDATE there
         else:
             self._c.execute(select(organisations.c.id).where(organisations.c.id == organisation_id).with_for_update())
 

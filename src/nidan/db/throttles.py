@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from nidan.core.backoff import ThrottleState
 from nidan.core.models import ThrottleScope
@@ -14,6 +14,10 @@ from nidan.db import tables as t
 from nidan.db.dialects import insert_ignoring_conflicts
 
 c = t.throttles.c
+#: Built once (bound parameters): every verify and sign-in reads a counter.
+_STATE = select(c.failures, c.blocked_until, c.locked_at, c.version).where(
+    c.scope == bindparam("scope"), c.key == bindparam("throttle_key")
+)
 
 
 def _state(row: Any) -> ThrottleState:
@@ -27,8 +31,7 @@ class SqlThrottleRepository:
         self._c = connection
 
     def get(self, scope: ThrottleScope, key: str) -> ThrottleState | None:
-        query = select(c.failures, c.blocked_until, c.locked_at, c.version).where(c.scope == scope.value, c.key == key)
-        row = self._c.execute(query).first()
+        row = self._c.execute(_STATE, {"scope": scope.value, "throttle_key": key}).first()
         return _state(row) if row else None
 
     def compare_and_set(

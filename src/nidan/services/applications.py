@@ -67,10 +67,16 @@ def remove(ctx: ServiceContext, *, name: str, actor: User | None, client: Client
     return application
 
 
-def authenticate(ctx: ServiceContext, api_key: str | None) -> Application:
-    """The application holding ``api_key``, or ``AppKeyInvalid`` (a shape check first: garbage costs no query)."""
+def require_key_shape(api_key: str | None) -> str:
+    """``api_key`` when it looks like an application key (no query), else ``AppKeyInvalid``."""
     if api_key is None or not looks_like_token(api_key, prefix=APP_KEY_PREFIX):
         raise AppKeyInvalid()
+    return api_key
+
+
+def authenticate(ctx: ServiceContext, api_key: str | None) -> Application:
+    """The application holding ``api_key``, or ``AppKeyInvalid`` (a shape check first: garbage costs no query)."""
+    api_key = require_key_shape(api_key)
     now = ctx.clock.now()
     with ctx.uow() as uow:
         application = uow.applications.find_by_key(ctx.hash_token(api_key, APP_KEY_PURPOSE))

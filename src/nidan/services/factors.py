@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from nidan.core import recovery, totp
 from nidan.core.audit import Detail, EventType
-from nidan.core.models import ClientInfo, ClockObservation, Method, User
+from nidan.core.models import ClientInfo, ClockObservation, Method, TotpCredential, User
 from nidan.core.policy import combined
 from nidan.core.ports import UnitOfWork
 from nidan.core.sealing import Sealed
@@ -58,8 +58,13 @@ def _check_totp(ctx: ServiceContext, uow: UnitOfWork, user_id: int, code: str) -
     credential = uow.totp.get_active(user_id)
     if credential is None:
         return FactorCheck(ok=False, method=Method.TOTP)
+    return check_totp(ctx, uow, credential, code)
+
+
+def check_totp(ctx: ServiceContext, uow: UnitOfWork, credential: TotpCredential, code: str) -> FactorCheck:
+    """``check`` for a caller that has read the user's active authenticator already."""
     key = ctx.keyring.unseal(
-        Sealed(credential.key_fingerprint, credential.sealed_secret), context=totp_context(user_id)
+        Sealed(credential.key_fingerprint, credential.sealed_secret), context=totp_context(credential.user_id)
     )
     unix_time = ctx.clock.now().timestamp()
     found = totp.match_code(

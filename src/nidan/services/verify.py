@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nidan.core import recovery
+from nidan.core import recovery, totp
 from nidan.core.access_tokens import Application
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, Method, ThrottleScope, User
@@ -62,12 +62,12 @@ def verify(
     blocked; every other outcome is an answer (``ok`` false with the reason for a wrong code or a locked user)."""
     chosen = method or guess_method(code)
     key = username_key(username)
+    app: dict[str, Detail] = {"app": application.name}
+    if chosen is Method.TOTP:
+        return _verify_totp(ctx, key, code, app, client)
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
     subject = _subject(user, ctx, key)
-    app: dict[str, Detail] = {"app": application.name}
-    if chosen is Method.TOTP:
-        return _verify_totp(ctx, user, code, subject, app, client)
     try:
         reservation = throttling.reserve(ctx, [subject])
     except VerificationLocked as locked:
@@ -98,32 +98,29 @@ def verify(
 
 
 def _verify_totp(
-    ctx: ServiceContext,
-    user: User | None,
-    code: str,
-    subject: throttling.Subject,
-    app: dict[str, Detail],
-    client: ClientInfo,
+    ctx: ServiceContext, key: str | None, code: str, app: dict[str, Detail], client: ClientInfo
 ) -> VerifyResult:
-    """A TOTP code, in ONE transaction: checking it costs microseconds, so the user's row is locked first and the
-    backoff is read, the code checked and spent, and the outcome counted and audited together — exact under
-    concurrency like the reservation (which exists to keep argon2 out of a held lock) at half the write
+    """A TOTP code, in ONE transaction: checking it costs microseconds, so the user is found and their row locked
+    first, and the backoff is read, the code checked and spent, and the outcome counted and audited together —
+    exact under concurrency like the reservation (which exists to keep argon2 out of a held lock) at half the write
     transactions. Recovery codes take the reservation path. An unknown name takes this one too (with nothing to
     lock or check), so that how long the answer takes does not tell who exists."""
     with ctx.uow() as uow:
-        if user is not None:
-            uow.users.lock(user.id)
+        user = uow.users.lock_by_username_key(key) if key else None
+        subject = _subject(user, ctx, key)
         try:
             before = throttling.refuse_if_blocked(uow, subject, ctx.clock.now())
         except VerificationLocked as locked:
             return VerifyResult(ok=False, method=Method.TOTP, error=locked)
-        if user is None or uow.totp.get_active(user.id) is None:
+        credential = uow.totp.get_active(user.id) if user is not None else None
+        if user is None or credential is None:
+            _check_like_a_wrong_code(ctx, code)
             details: dict[str, Detail] = {"method": Method.TOTP.value, "username_known": user is not None, **app}
             if user is not None:
                 details["method_available"] = False
             _failed(ctx, uow, user, subject, client, details)
             return VerifyResult(ok=False, method=Method.TOTP, error=InvalidCode())
-        result = factors.check(ctx, uow, user.id, Method.TOTP, code)
+        result = factors.check_totp(ctx, uow, credential, code)
         if not result.ok:
             factors.record_clock_observation(ctx, uow, user.id, result, context="verify")
             _failed(ctx, uow, user, subject, client, {**factors.failure_details(result), **app})
@@ -147,6 +144,18 @@ def _failed(
     throttling.record_escalations(ctx, uow, counted, client, user)
     audit.record(ctx, uow, EventType.VERIFY_FAILED, client=client, actor=None, subject=user, details=details)
     uow.commit()
+
+
+#: Stands in for an authenticator's key where there is none, so the work below matches a real wrong code's.
+_NO_KEY = bytes(20)
+
+
+def _check_like_a_wrong_code(ctx: ServiceContext, code: str) -> None:
+    """The HMACs a wrong TOTP code costs (the window, then the search for a clock offset), so that an unknown name
+    or a user without an authenticator is not answered measurably sooner than a real user's wrong code."""
+    unix_time = ctx.clock.now().timestamp()
+    totp.match_code(_NO_KEY, code, unix_time)
+    totp.find_clock_offset(_NO_KEY, code, unix_time)
 
 
 def _spend_like_a_check(ctx: ServiceContext, method: Method) -> None:

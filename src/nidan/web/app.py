@@ -32,8 +32,12 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app = FastAPI(title="nidan", version=__version__, description=API_DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.services = serving_services(runtime)
     app.state.settings = runtime.settings
+    app.state.storage_is_embedded = runtime.storage_is_embedded
     app.state.trusted_proxies = parse_networks(runtime.settings.server.trusted_proxies)
     install_error_handlers(app, pages.render_error_page)
+    # Routes are matched in order: the endpoints programs call at volume (the verify API, the proxies' gate) first.
+    app.include_router(verify.router)
+    app.include_router(forward_auth.router)
     app.include_router(auth.router)
     app.include_router(me.router)
     app.include_router(events.router)
@@ -41,8 +45,6 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(admin.router)
     app.include_router(organisations.router)
     app.include_router(apps.router)
-    app.include_router(verify.router)
-    app.include_router(forward_auth.router)
     app.include_router(pages.router)
     # The pages' own CSS and JavaScript, shipped in the package: nothing is fetched from elsewhere (air-gapped).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -17,12 +17,14 @@ SESSION_COOKIE = "nidan_session"
 SECURE_SESSION_COOKIE = "__Host-nidan_session"
 
 
-def services(request: Request) -> ServiceContext:
+# The two below are ``async`` because they never block: FastAPI runs a plain ``def`` dependency in the thread
+# pool, and each such hop costs more than the work.
+async def services(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.services
     return ctx
 
 
-def client_info(request: Request) -> ClientInfo:
+async def client_info(request: Request) -> ClientInfo:
     trusted: tuple[Network, ...] = request.app.state.trusted_proxies
     peer = request.client.host if request.client else None
     ip = client_address(peer, request.headers.getlist("x-forwarded-for"), trusted)
