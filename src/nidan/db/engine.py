@@ -87,9 +87,9 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_t
 
         return engine
     # A request that finds every connection busy waits this long for one, then gets 503 database_unavailable.
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
-    )
+    # No ping before each use (a round trip per transaction): a connection the server dropped fails on use, is
+    # answered 503 (see SqlUnitOfWork), and makes the pool reconnect.
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from nidan.core import ports
@@ -69,12 +69,18 @@ class SqlUnitOfWork:
 
     def __exit__(self, *exc_info: object) -> None:
         assert self._connection is not None
+        error = exc_info[1] if exc_info else None
         try:
             if self._connection.in_transaction():
                 self._connection.rollback()
         finally:
             self._connection.close()
             self._connection = None
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            # The database server went away under this connection (a restart, a failover, a killed backend): the
+            # transaction was lost whole, and the pool now reconnects. Try again, not a 500.
+            log.warning("database connection lost: %s", str(error).splitlines()[0])
+            raise DatabaseUnavailable() from error
 
     def commit(self) -> None:
         assert self._connection is not None

@@ -172,21 +172,25 @@ def complete_mfa(
     token_hash = ctx.hash_token(mfa_token, MFA_PURPOSE)
     with ctx.uow() as uow:
         found = uow.mfa_challenges.get_valid(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
-    if found is None:
-        raise MfaTokenInvalid()
-    # The user's backoff is asked before anything is evaluated; a blocked attempt does not spend the token's tries.
-    with ctx.uow() as uow:
+        if found is None:
+            raise MfaTokenInvalid()
         subjects = [throttling.second_factor_of(ctx, uow, found.user_id)]
+    # The user's backoff is asked before anything is evaluated; a blocked attempt does not spend the token's tries.
     reservation = throttling.reserve(ctx, subjects)
     with ctx.uow() as uow:
         challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
         user = uow.users.get(found.user_id)
         if challenge is None or user is None:
             raise MfaTokenInvalid()
-        if method not in factors.available_methods(uow, user.id):
+        # An authenticator needs only itself (every organisation allows it): read once, then checked.
+        credential = uow.totp.get_active(user.id) if method is Method.TOTP else None
+        if credential is None and method not in factors.available_methods(uow, user.id):
             uow.commit()  # the attempt still counts
             raise MethodNotAvailable()
-        result = factors.check(ctx, uow, user.id, method, code)
+        if credential is not None:
+            result = factors.check_totp(ctx, uow, credential, code)
+        else:
+            result = factors.check(ctx, uow, user.id, method, code)
         if not result.ok:
             # Recorded for the user and admins to see later; never told here, where it would help an attacker.
             factors.record_clock_observation(ctx, uow, user.id, result)
