@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from nidan.core.audit import Detail, EventType
-from nidan.core.models import ClientInfo, Method, User
+from nidan.core.models import ClientInfo, Method, MfaChallenge, User
 from nidan.core.policy import Enrolment, enrolment
 from nidan.core.ports import UnitOfWork
 from nidan.core.tokens import looks_like_token, new_token
@@ -174,50 +175,101 @@ def complete_mfa(
         found = uow.mfa_challenges.get_valid(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
         if found is None:
             raise MfaTokenInvalid()
-        subjects = [throttling.second_factor_of(ctx, uow, found.user_id)]
+        subject = throttling.second_factor_of(ctx, uow, found.user_id)
+    if method is Method.TOTP:
+        return _complete_with_totp(ctx, token_hash, found.user_id, subject, code, client)
     # The user's backoff is asked before anything is evaluated; a blocked attempt does not spend the token's tries.
-    reservation = throttling.reserve(ctx, subjects)
+    reservation = throttling.reserve(ctx, [subject])
     with ctx.uow() as uow:
         challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
         user = uow.users.get(found.user_id)
         if challenge is None or user is None:
             raise MfaTokenInvalid()
-        # An authenticator needs only itself (every organisation allows it): read once, then checked.
-        credential = uow.totp.get_active(user.id) if method is Method.TOTP else None
-        if credential is None and method not in factors.available_methods(uow, user.id):
+        if method not in factors.available_methods(uow, user.id):
             uow.commit()  # the attempt still counts
             raise MethodNotAvailable()
-        if credential is not None:
-            result = factors.check_totp(ctx, uow, credential, code)
-        else:
-            result = factors.check(ctx, uow, user.id, method, code)
+        result = factors.check(ctx, uow, user.id, method, code)
         if not result.ok:
-            # Recorded for the user and admins to see later; never told here, where it would help an attacker.
-            factors.record_clock_observation(ctx, uow, user.id, result)
-            throttling.record_escalations(ctx, uow, reservation, client, user)
-            audit.record(
-                ctx,
-                uow,
-                EventType.SIGN_IN_SECOND_FACTOR_FAILED,
-                client=client,
-                actor=None,
-                subject=user,
-                details=factors.failure_details(result),
-            )
+            _refuse_code(ctx, uow, user, result, reservation, client)
+        throttling.settle_success(ctx, uow, [subject])
+        return _second_factor_passed(ctx, uow, user, challenge, result, client)
+
+
+def _complete_with_totp(
+    ctx: ServiceContext, token_hash: bytes, user_id: int, subject: throttling.Subject, code: str, client: ClientInfo
+) -> Authenticated | SetupRequired:
+    """An authenticator code in ONE transaction under the user's lock, as the verify API checks one: the backoff
+    is read, the attempt claimed, the code checked and spent, the outcome counted and audited together. Exactly as
+    strict as the reservation (which keeps argon2, for recovery codes, out of a held lock) with one write
+    transaction fewer. Every outcome but a pass counts as a failure, as a reservation would have counted it."""
+    with ctx.uow() as uow:
+        uow.users.lock(user_id)
+        # Refused before anything is counted or claimed: a blocked attempt does not spend the token's tries.
+        before = throttling.refuse_if_blocked(uow, subject, ctx.clock.now())
+        challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
+        user = uow.users.get(user_id)
+        if challenge is None or user is None:
+            throttling.count_under_lock(ctx, uow, subject)
             uow.commit()
-            raise InvalidCode()
-        # Spent in the same transaction as the factor: if another request won the token, neither is spent.
-        if not uow.mfa_challenges.consume(challenge.id, ctx.clock.now()):
             raise MfaTokenInvalid()
-        throttling.settle_success(ctx, uow, subjects)
-        if user.registration_required_at is not None:
-            # Proved with the old factor; an administrator asked for the methods to be registered again.
-            required = open_enrolment(ctx, uow, user, client, "administrator", via=result.method.value)
-            uow.commit()
-            return required
-        session_token = _open_session(ctx, uow, user, client)
-        factors.record_success(ctx, uow, user, result, EventType.SIGN_IN_SUCCEEDED, client)
+        credential = uow.totp.get_active(user.id)
+        if credential is None:
+            throttling.count_under_lock(ctx, uow, subject)
+            uow.commit()  # the attempt still counts
+            raise MethodNotAvailable()
+        result = factors.check_totp(ctx, uow, credential, code)
+        if not result.ok:
+            _refuse_code(ctx, uow, user, result, throttling.count_under_lock(ctx, uow, subject), client)
+        if before.failures:  # earlier failures: this success resets them
+            throttling.settle_success(ctx, uow, [subject])
+        return _second_factor_passed(ctx, uow, user, challenge, result, client)
+
+
+def _refuse_code(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    user: User,
+    result: factors.FactorCheck,
+    counted: throttling.Reservation,
+    client: ClientInfo,
+) -> NoReturn:
+    """A wrong second factor: recorded (clock drift, escalations, the audit event), committed, refused."""
+    # Recorded for the user and admins to see later; never told here, where it would help an attacker.
+    factors.record_clock_observation(ctx, uow, user.id, result)
+    throttling.record_escalations(ctx, uow, counted, client, user)
+    audit.record(
+        ctx,
+        uow,
+        EventType.SIGN_IN_SECOND_FACTOR_FAILED,
+        client=client,
+        actor=None,
+        subject=user,
+        details=factors.failure_details(result),
+    )
+    uow.commit()
+    raise InvalidCode()
+
+
+def _second_factor_passed(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    user: User,
+    challenge: MfaChallenge,
+    result: factors.FactorCheck,
+    client: ClientInfo,
+) -> Authenticated | SetupRequired:
+    """The code was right: spend the sign-in attempt and open the session, in ``uow`` (committed here)."""
+    # Spent in the same transaction as the factor: if another request won the token, neither is spent.
+    if not uow.mfa_challenges.consume(challenge.id, ctx.clock.now()):
+        raise MfaTokenInvalid()
+    if user.registration_required_at is not None:
+        # Proved with the old factor; an administrator asked for the methods to be registered again.
+        required = open_enrolment(ctx, uow, user, client, "administrator", via=result.method.value)
         uow.commit()
+        return required
+    session_token = _open_session(ctx, uow, user, client)
+    factors.record_success(ctx, uow, user, result, EventType.SIGN_IN_SUCCEEDED, client)
+    uow.commit()
     return Authenticated(session_token, user)
 
 
