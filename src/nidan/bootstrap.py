@@ -137,7 +137,7 @@ def build_runtime(
         random_bytes=random_bytes or os.urandom,
         keyring=keys.ring,
         hash_key=keys.hash_key,
-        passwords=PasswordHashing(cost),
+        passwords=PasswordHashing(cost, max_concurrent=os.cpu_count()),
         recovery_hash=cost,
         issuer=security.issuer,
         session_lifetime=timedelta(hours=security.session_lifetime_hours),

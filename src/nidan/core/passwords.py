@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import AbstractContextManager, nullcontext
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -12,7 +15,13 @@ MAX_LENGTH = 1024
 
 
 class PasswordHashing:
-    def __init__(self, params: HashParameters) -> None:
+    def __init__(self, params: HashParameters, *, max_concurrent: int | None = None) -> None:
+        """``max_concurrent``: hashes computed at once in this process (the rest wait their turn), e.g. one per
+        core. More at once would only share the cores while each holds its ``memory_cost`` of RAM: 16 sign-ins
+        at once held 16 x 19 MiB."""
+        self._slots: AbstractContextManager[object] = (
+            threading.BoundedSemaphore(max_concurrent) if max_concurrent else nullcontext()
+        )
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost_kib,
@@ -24,12 +33,14 @@ class PasswordHashing:
         self._dummy_hash = self._hasher.hash("nidan-timing-equaliser")
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         known = bool(stored_hash)
         try:
-            matched = self._hasher.verify(stored_hash or self._dummy_hash, password)
+            with self._slots:
+                matched = self._hasher.verify(stored_hash or self._dummy_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
         return matched and known
