@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nidan.core.models import Method, OrgRole
@@ -28,6 +28,13 @@ def _policy(row: Any) -> OrgPolicy:
 
 
 _METHODS = {m.value for m in Method}
+#: Built once (bound parameter): every sign-in reads the user's organisations' policies.
+_MEMBERSHIPS_OF = (
+    select(t.organisations, t.memberships.c.role.label("org_role"), t.memberships.c.managed)
+    .join(t.memberships, t.memberships.c.organisation_id == t.organisations.c.id)
+    .where(t.memberships.c.user_id == bindparam("user_id"))
+    .order_by(t.organisations.c.slug)
+)
 
 
 def _organisation(row: Any, members: int = 0) -> Organisation:
@@ -129,15 +136,9 @@ class SqlOrganisationRepository(Repository):
         return [Member(user_from_row(row), OrgRole(row.org_role), bool(row.managed)) for row in self._c.execute(query)]
 
     def memberships_of(self, user_id: int) -> Sequence[Membership]:
-        o, m = t.organisations, t.memberships
-        query = (
-            select(o, m.c.role.label("org_role"), m.c.managed)
-            .join(m, m.c.organisation_id == o.c.id)
-            .where(m.c.user_id == user_id)
-            .order_by(o.c.slug)
-        )
         return [
-            Membership(_organisation(row), OrgRole(row.org_role), bool(row.managed)) for row in self._c.execute(query)
+            Membership(_organisation(row), OrgRole(row.org_role), bool(row.managed))
+            for row in self._c.execute(_MEMBERSHIPS_OF, {"user_id": user_id})
         ]
 
     def policies_of(self, user_id: int) -> Sequence[tuple[OrgPolicy, OrgRole]]:

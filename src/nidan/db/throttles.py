@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.sql.dml import Insert
 
 from nidan.core.backoff import ThrottleState
 from nidan.core.models import ThrottleScope
@@ -18,6 +19,40 @@ c = t.throttles.c
 _STATE = select(c.failures, c.blocked_until, c.locked_at, c.version).where(
     c.scope == bindparam("scope"), c.key == bindparam("throttle_key")
 )
+_NOT_CLEAR = (c.failures > 0) | c.blocked_until.is_not(None) | c.locked_at.is_not(None)
+# Built once likewise: every sign-in writes a counter. (Bound names differ from column names: an UPDATE reserves
+# those for its SET clause.)
+_SET_IF_VERSION = (
+    update(t.throttles)
+    .where(
+        c.scope == bindparam("throttle_scope"),
+        c.key == bindparam("throttle_key"),
+        c.version == bindparam("expected_version"),
+    )
+    .values(
+        failures=bindparam("new_failures"),
+        blocked_until=bindparam("new_blocked_until"),
+        locked_at=bindparam("new_locked_at"),
+        version=bindparam("new_version"),
+        updated_at=bindparam("at"),
+    )
+)
+_RESET = (
+    update(t.throttles)
+    .where(c.scope == bindparam("throttle_scope"), c.key == bindparam("throttle_key"), _NOT_CLEAR)
+    .values(failures=0, blocked_until=None, locked_at=None, version=c.version + 1, updated_at=bindparam("at"))
+)
+#: The first row's INSERT, spelt per dialect: built once per dialect name.
+_INSERT_FIRST_ROW: dict[str, Insert] = {}
+
+
+def _insert_first_row(connection: Connection) -> Insert:
+    name = connection.dialect.name
+    statement = _INSERT_FIRST_ROW.get(name)
+    if statement is None:
+        # RETURNING, not rowcount: drivers disagree on the row count of a conflict-ignoring insert.
+        statement = _INSERT_FIRST_ROW[name] = insert_ignoring_conflicts(connection).returning(c.id)
+    return statement
 
 
 def _state(row: Any) -> ThrottleState:
@@ -37,28 +72,36 @@ class SqlThrottleRepository:
     def compare_and_set(
         self, scope: ThrottleScope, key: str, expected: ThrottleState, new: ThrottleState, at: datetime
     ) -> bool:
-        values = {
-            "failures": new.failures,
-            "blocked_until": new.blocked_until,
-            "locked_at": new.locked_at,
-            "version": expected.version + 1,
-            "updated_at": at,
-        }
         if expected.version == 0:
             # Whoever inserts the first row wins; the loser sees 0 rows and reads again. No savepoint: pysqlite's
             # implicit transactions make SAVEPOINT commit when it comes first, so ON CONFLICT is used instead.
-            first = insert_ignoring_conflicts(self._c).values(scope=scope.value, key=key, **values)
-            # RETURNING, not rowcount: drivers disagree on the row count of a conflict-ignoring insert.
-            return self._c.execute(first.returning(t.throttles.c.id)).first() is not None
+            row = {
+                "scope": scope.value,
+                "key": key,
+                "failures": new.failures,
+                "blocked_until": new.blocked_until,
+                "locked_at": new.locked_at,
+                "version": expected.version + 1,
+                "updated_at": at,
+            }
+            return self._c.execute(_insert_first_row(self._c), row).first() is not None
         result = self._c.execute(
-            update(t.throttles)
-            .where(c.scope == scope.value, c.key == key, c.version == expected.version)
-            .values(**values)
+            _SET_IF_VERSION,
+            {
+                "throttle_scope": scope.value,
+                "throttle_key": key,
+                "expected_version": expected.version,
+                "new_failures": new.failures,
+                "new_blocked_until": new.blocked_until,
+                "new_locked_at": new.locked_at,
+                "new_version": expected.version + 1,
+                "at": at,
+            },
         )
         return result.rowcount == 1
 
     def reset(self, scope: ThrottleScope, key: str, at: datetime) -> int:
-        return self._c.execute(_clear(at).where(c.scope == scope.value, c.key == key, _NOT_CLEAR)).rowcount
+        return self._c.execute(_RESET, {"throttle_scope": scope.value, "throttle_key": key, "at": at}).rowcount
 
     def list_with_prefix(self, scope: ThrottleScope, prefix: str) -> Sequence[tuple[str, ThrottleState]]:
         query = (
@@ -71,9 +114,6 @@ class SqlThrottleRepository:
     def reset_with_prefix(self, scope: ThrottleScope, prefix: str, at: datetime) -> int:
         matching = (c.scope == scope.value, c.key.startswith(prefix, autoescape=True), _NOT_CLEAR)
         return self._c.execute(_clear(at).where(*matching)).rowcount
-
-
-_NOT_CLEAR = (c.failures > 0) | c.blocked_until.is_not(None) | c.locked_at.is_not(None)
 
 
 def _clear(at: datetime) -> Any:
