@@ -10,7 +10,9 @@ who exists; unknown names are counted by name, so they are blocked exactly as kn
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from nidan.core import recovery, totp
 from nidan.core.access_tokens import Application
@@ -19,7 +21,7 @@ from nidan.core.models import ClientInfo, Method, ThrottleScope, User
 from nidan.core.ports import UnitOfWork
 from nidan.core.usernames import username_key
 from nidan.errors import InvalidCode, NidanError, VerificationLocked
-from nidan.services import audit, factors, throttling
+from nidan.services import applications, audit, factors, throttling
 from nidan.services.context import ServiceContext
 from nidan.services.signin import INVALID_USERNAME_KEY
 
@@ -61,10 +63,31 @@ def verify(
     """Check ``code`` for ``username`` on behalf of ``application``. Raises ``RateLimited`` while the user is
     blocked; every other outcome is an answer (``ok`` false with the reason for a wrong code or a locked user)."""
     chosen = method or guess_method(code)
+    if chosen is Method.TOTP:
+        return _verify_totp(ctx, lambda _: application, username_key(username), code, client)
+    return _verify_with_reservation(ctx, application, username, code, chosen, client)
+
+
+def verify_for_key(
+    ctx: ServiceContext, *, api_key: str, username: str, code: str, method: Method | None, client: ClientInfo
+) -> VerifyResult:
+    """``verify`` for the application holding ``api_key`` (``AppKeyInvalid`` otherwise). For a TOTP code the key
+    is looked up inside the verify's own transaction: one transaction per call, not two."""
+    chosen = method or guess_method(code)
+    if chosen is Method.TOTP:
+        find = partial(applications.authenticate_in, ctx, api_key=api_key)
+        return _verify_totp(ctx, find, username_key(username), code, client)
+    application = applications.authenticate(ctx, api_key)
+    return _verify_with_reservation(ctx, application, username, code, chosen, client)
+
+
+def _verify_with_reservation(
+    ctx: ServiceContext, application: Application, username: str, code: str, chosen: Method, client: ClientInfo
+) -> VerifyResult:
+    """A recovery code (argon2): the failure is counted first, in its own transaction, so no lock is held while
+    the code is hashed."""
     key = username_key(username)
     app: dict[str, Detail] = {"app": application.name}
-    if chosen is Method.TOTP:
-        return _verify_totp(ctx, key, code, app, client)
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
     subject = _subject(user, ctx, key)
@@ -98,7 +121,11 @@ def verify(
 
 
 def _verify_totp(
-    ctx: ServiceContext, key: str | None, code: str, app: dict[str, Detail], client: ClientInfo
+    ctx: ServiceContext,
+    application_in: Callable[[UnitOfWork], Application],
+    key: str | None,
+    code: str,
+    client: ClientInfo,
 ) -> VerifyResult:
     """A TOTP code, in ONE transaction: checking it costs microseconds, so the user is found and their row locked
     first, and the backoff is read, the code checked and spent, and the outcome counted and audited together —
@@ -106,6 +133,7 @@ def _verify_totp(
     transactions. Recovery codes take the reservation path. An unknown name takes this one too (with nothing to
     lock or check), so that how long the answer takes does not tell who exists."""
     with ctx.uow() as uow:
+        app: dict[str, Detail] = {"app": application_in(uow).name}
         user = uow.users.lock_by_username_key(key) if key else None
         subject = _subject(user, ctx, key)
         try:

@@ -70,7 +70,7 @@ A wrong code, a replayed code, an unknown user and a user without two-step verif
 async def verify_code(
     request: Request, body: VerifyRequest, ctx: Services, client: Client, api_key: ApplicationKey
 ) -> JSONResponse:
-    check = partial(_authenticate_and_verify, ctx, api_key, body, client)
+    check = partial(_verify, ctx, api_key, body, client)
     # Embedded SQLite answers in microseconds and admits one writer at a time anyway: handing the work to a thread
     # would cost more than the work, so it runs right here. A database server's round trips would stall every
     # other request of this process meanwhile, so then it goes to the thread pool.
@@ -86,10 +86,7 @@ async def verify_code(
     return JSONResponse(answer)
 
 
-def _authenticate_and_verify(
-    ctx: ServiceContext, api_key: str, body: VerifyRequest, client: ClientInfo
-) -> verify.VerifyResult:
-    application = applications.authenticate(ctx, api_key)
-    return verify.verify(
-        ctx, application=application, username=body.username, code=body.code, method=body.method, client=client
+def _verify(ctx: ServiceContext, api_key: str, body: VerifyRequest, client: ClientInfo) -> verify.VerifyResult:
+    return verify.verify_for_key(
+        ctx, api_key=api_key, username=body.username, code=body.code, method=body.method, client=client
     )
