@@ -62,7 +62,7 @@ def prepare_storage(settings: Settings) -> Engine:
             brand_new = db_dump.is_brand_new(connection)
         if brand_new:
             create_keys_if_missing(settings.resolved_keys_dir)
-    db_engine.upgrade(engine)
+    db_engine.upgrade_unless_current(engine)
     return engine
 
 

@@ -10,9 +10,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -22,6 +21,9 @@ from nidan.db import dump as db_dump
 from nidan.db import engine as db_engine
 from nidan.db import tables as t
 from nidan.errors import BackupDamaged, BackupIncomplete, ConfigurationError, DatabaseNotEmpty
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 
 def describe_engine(engine: Engine) -> str:
@@ -54,10 +56,15 @@ class SqlDatabaseAdmin:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.backend = engine.dialect.name
-        self._script = ScriptDirectory.from_config(db_engine.alembic_config(engine))
 
     def describe(self) -> str:
         return describe_engine(self.engine)
+
+    def _script(self) -> ScriptDirectory:
+        """The migrations, read when a command looks at them: serving never loads Alembic (see db.engine)."""
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(db_engine.alembic_config(self.engine))
 
     def exists(self) -> bool:
         database = self.engine.url.database
@@ -81,13 +88,13 @@ class SqlDatabaseAdmin:
             return db_dump.current_revision(connection)
 
     def head_revision(self) -> str:
-        head = self._script.get_current_head()
+        head = self._script().get_current_head()
         assert head is not None
         return head
 
     def _order(self) -> list[str]:
         """Every revision this nidan knows, newest first."""
-        return [revision.revision for revision in self._script.walk_revisions()]
+        return [revision.revision for revision in self._script().walk_revisions()]
 
     def knows_revision(self, revision: str) -> bool:
         return revision in self._order()

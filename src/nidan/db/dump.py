@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Boolean,
     Connection,
@@ -33,7 +32,7 @@ from sqlalchemy import inspect as sa_inspect
 from nidan.core import backup
 from nidan.core.backup import DumpHeader, DumpSummary, TableLayout
 from nidan.db import tables
-from nidan.errors import BackupDamaged, DatabaseNotEmpty
+from nidan.errors import BackupDamaged, ConfigurationError, DatabaseNotEmpty
 
 #: Rows that do not make a database "hold data": what migrations put into every database (the default
 #: organisation, the audit chain's genesis), setup links (each start while no administrator exists makes one) and
@@ -65,7 +64,14 @@ def reflect(connection: Connection) -> list[Table]:
 
 
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The schema's migration (None before the first), read as Alembic keeps it without loading Alembic: every
+    process reads it at start-up, and serving never needs Alembic itself (see ``db.engine``)."""
+    if not sa_inspect(connection).has_table("alembic_version"):
+        return None
+    revisions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(revisions) > 1:
+        raise ConfigurationError(f"The database names several schema revisions at once ({', '.join(revisions)}).")
+    return revisions[0] if revisions else None
 
 
 def has_data(connection: Connection) -> bool:
