@@ -1,4 +1,4 @@
-"""wrk as the load generator: the input files for ``wrk/verify.lua``, one run, and what it printed."""
+"""wrk as the load generator: the input files for the ``wrk/*.lua`` scripts, one run, and what it printed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ from typing import Any
 
 from nidan.core.totp import PERIOD, hotp
 
-SCRIPT = Path(__file__).resolve().parent / "wrk" / "verify.lua"
+SCRIPTS = Path(__file__).resolve().parent / "wrk"
+SCRIPT = SCRIPTS / "verify.lua"
+#: Password, then TOTP: run with as many wrk threads as connections (see its header).
+SIGNIN_SCRIPT = SCRIPTS / "signin.lua"
+#: The 429 fast path: users in a long block, every answer must be 429 with Retry-After.
+BLOCKED_SCRIPT = SCRIPTS / "blocked.lua"
 #: Steps either side of a code whose codes must differ from it (the server's window is ±1, plus learned drift).
 NEIGHBOURHOOD = 3
 #: Extra seconds of codes beyond the run (wrk's start, a step boundary).
@@ -34,6 +39,9 @@ class WrkResult:
     non_2xx: int
     latency_ms: dict[str, float]
     samples: list[str] = field(default_factory=list)
+    #: signin.lua only: sign-ins completed (the mfa step gave a session) and logins that asked for the mfa step.
+    signins: int = 0
+    logins: int = 0
 
     @property
     def rps(self) -> float:
@@ -84,16 +92,20 @@ def run_wrk(
     connections: int,
     duration: int,
     log: Path,
+    script: Path = SCRIPT,
+    extra_env: dict[str, str] | None = None,
 ) -> WrkResult:
+    """One wrk run of ``script`` (default ``wrk/verify.lua``); ``extra_env`` reaches the script as os.getenv."""
     env = {
         **os.environ,
         "BENCH_MODE": mode,
         "BENCH_BODIES": str(bodies),
         "BENCH_API_KEY": api_key,
         "BENCH_THREADS": str(threads),
+        **(extra_env or {}),
     }
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s"]
-    command += ["-s", str(SCRIPT), url]
+    command += ["-s", str(script), url]
     completed = subprocess.run(  # noqa: S603 - wrk with our own arguments
         command, capture_output=True, text=True, env=env, timeout=duration + 120, check=False
     )
@@ -126,4 +138,6 @@ def parse(stdout: str, log: Path) -> WrkResult:
         non_2xx=data["non_2xx"],
         latency_ms=latency,
         samples=samples,
+        signins=data.get("signins", 0),
+        logins=data.get("logins", 0),
     )

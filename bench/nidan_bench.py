@@ -1,8 +1,9 @@
-"""nidan's verify API under wrk: seed users in bulk, start ``nidan serve``, run the scenarios, write the results.
+"""nidan under wrk, one configuration: seed users in bulk, start ``nidan serve``, run the scenarios, report.
 
-Run through ``bench/run`` (it installs wrk and uses nidan's venv). Everything scratch goes to ``bench/.work/``;
-results to ``bench/results/<UTC date>-<host>-<backend>-<K>w.{json,md}``. Exits non-zero when a scenario saw a
-wrong answer, a socket error, or ran out of usable codes (too few ``--users`` for the throughput).
+``bench/matrix.py`` runs every configuration through ``run_config``. Run alone (``bench/run --one ...``), this
+measures one backend and worker count, prints the table and writes ``report.json`` / ``report.md`` into its
+scratch directory ``bench/.work/run-*/``. Exits non-zero when a scenario saw a wrong answer, a socket error, or
+ran out of usable codes (too few ``--users`` for the throughput).
 """
 
 from __future__ import annotations
@@ -11,45 +12,117 @@ import argparse
 import json
 import os
 import platform
-import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadgen import WrkResult, run_wrk, write_valid_codes, write_wrong_codes
-from seeding import seed
+from loadgen import (
+    BLOCKED_SCRIPT,
+    SCRIPT,
+    SIGNIN_SCRIPT,
+    WrkResult,
+    run_wrk,
+    write_valid_codes,
+    write_wrong_codes,
+)
+from seeding import PASSWORD, seed
 from serving import NidanServer
 from sqlalchemy import create_engine, make_url, text
+
+from nidan.config import RateLimitSettings
+from nidan.core.totp import PERIOD
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WORK = BENCH / ".work"
-RESULTS = BENCH / "results"
+
+SCENARIOS = ("valid", "wrong", "blocked", "signin")
+LABELS = {
+    "valid": "verify, valid codes",
+    "wrong": "verify, wrong codes",
+    "blocked": "verify, blocked users (429)",
+    "signin": "sign-in, password + TOTP",
+}
+#: How the seeded users are shared out: each scenario gets its own, so a code spent, a wrong code counted or a
+#: block in one scenario never meets another.
+SHARES = {"valid": 4, "wrong": 4, "signin": 2}
+#: Users put into a long block for the 429 path: few, so each is hammered many times a second.
+BLOCKED_USERS = 50
+
+
+@dataclass(frozen=True)
+class Load:
+    """wrk's side of a run: the same for every scenario and system."""
+
+    threads: int
+    connections: int
+    duration: int
+    #: Seconds of the same traffic before each recorded run, not recorded (0: none).
+    warmup: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """One nidan server: backend, workers, how many users the database holds and which of them the traffic uses."""
+
+    backend: str  # "sqlite" or "postgresql"
+    workers: int
+    users: int
+    scenarios: tuple[str, ...]
+    #: postgresql: the server's URL; a fresh database is created next to its database and dropped after.
+    database_url: str | None = None
+    #: Users the traffic may use, a random sample of the seeded ones (None: all of them).
+    sample: int | None = None
+    #: Start each valid-code run just after a time step begins: for its first 25 s every user then has three
+    #: usable codes (steps s-1, s, s+1), so few users can carry a whole run (the 1 k users run).
+    align: bool = False
+    label: str = ""
+
+
+@dataclass
+class ConfigResult:
+    runs: list[dict[str, Any]]
+    seed_seconds: float
+    database_version: str
+    failures: list[str] = field(default_factory=list)
 
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=20_000, help="users seeded with TOTP (default 20000)")
+    parser.add_argument("--users", type=int, default=100_000, help="users seeded with TOTP (default 100000)")
     parser.add_argument("--workers", type=int, default=1, help="nidan serve --workers (default 1)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2; sign-in: one per connection)")
     parser.add_argument("--duration", type=int, default=20, help="seconds per scenario (default 20)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each scenario (default 2)")
     parser.add_argument(
         "--database-url",
         help="a PostgreSQL server's URL (e.g. postgresql+psycopg://root@127.0.0.1:5432/test): a fresh database "
         "nidan_bench_<random> is created next to it for the run and dropped after; default: SQLite",
     )
     parser.add_argument(
-        "--scenarios", default="valid,wrong", help="comma-separated, in order: valid, wrong (default both)"
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, in order, from {', '.join(SCENARIOS)} (default all)",
     )
     return parser.parse_args()
+
+
+def parse_scenarios(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names or any(n not in LABELS for n in names):
+        raise ValueError(f"scenarios: choose from {', '.join(SCENARIOS)}")
+    return names
 
 
 @contextmanager
@@ -70,6 +143,17 @@ def database(url: str | None) -> Iterator[str | None]:
         admin.dispose()
 
 
+def database_version(url: str | None) -> str:
+    if url is None:
+        return f"SQLite {sqlite3.sqlite_version}"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return str(connection.execute(text("SELECT version()")).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def command_output(command: list[str]) -> str:
     try:
         done = subprocess.run(  # noqa: S603 - fixed commands (git, wrk)
@@ -78,6 +162,11 @@ def command_output(command: list[str]) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return (done.stdout or done.stderr).strip() or "unknown"
+
+
+def cores() -> int:
+    """CPUs this process may run on (what the server and wrk share)."""
+    return len(os.sched_getaffinity(0))
 
 
 def machine() -> dict[str, Any]:
@@ -91,49 +180,129 @@ def machine() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "cpu": model,
-        "cores": os.cpu_count(),
+        "cores": cores(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "wrk": command_output(["wrk", "--version"]).splitlines()[0],
+        "wrk": command_output(["wrk", "--version"]).splitlines()[0].split(" Copyright")[0],
+        "sqlite": sqlite3.sqlite_version,
         "nidan_commit": commit + ("+dirty" if dirty and dirty != "unknown" else ""),
     }
 
 
-def server_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
+def exit_on_sigterm() -> None:
+    """SIGTERM (bench/run's time limit) unwinds like Ctrl-C, so the servers, which run in sessions of their own,
+    are stopped and the PostgreSQL databases dropped on the way out."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def clear_nidan_environment() -> None:
+    """The seeding runtime reads settings from the environment too: nidan's defaults, whatever the shell has."""
+    for name in list(os.environ):
+        if name.startswith("NIDAN_"):
+            del os.environ[name]
+
+
+def server_overrides(connections: int) -> dict[str, str]:
+    """nidan settings the bench changes, and only when the load needs it: every login first counts a provisional
+    failure for its address (all of wrk's are 127.0.0.1) until its password is checked, so more concurrent
+    sign-ins than the address tolerates (20 by default) would be refused with 429 for that alone."""
+    tolerated = RateLimitSettings.model_fields["ip_tolerated_failures"].default
+    if connections <= tolerated:
+        return {}
+    return {"NIDAN_RATE_LIMIT_IP_TOLERATED_FAILURES": str(2 * connections)}
+
+
+def server_env(data_dir: Path, database_url: str | None, overrides: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NIDAN_")}
     env.update(NIDAN_DATA_DIR=str(data_dir), NIDAN_CONFIG=str(WORK / "no-such-nidan.toml"), PYTHONUNBUFFERED="1")
+    env.update(overrides)
     if database_url is not None:
         env["NIDAN_DATABASE_URL"] = database_url
     return env
 
 
-def scenario(
-    name: str, server: NidanServer, keys: dict[str, bytes], api_key: str, args: argparse.Namespace, run_dir: Path
-) -> dict[str, Any]:
-    bodies = run_dir / f"{name}.bodies"
-    if name == "valid":
-        write_valid_codes(bodies, keys, args.duration)
-    else:
-        write_wrong_codes(bodies, keys, args.duration)
-    cpu_before = server.cpu_seconds()
-    result: WrkResult = run_wrk(
+# --- the users each scenario sends ----------------------------------------------------------------------------
+
+
+def partition(keys: Mapping[str, bytes], scenarios: tuple[str, ...]) -> dict[str, dict[str, bytes]]:
+    """Disjoint sets of users for the scenarios that need codes, by ``SHARES`` (``keys`` is in random order)."""
+    wanted = [s for s in scenarios if s in SHARES]
+    total = sum(SHARES[s] for s in wanted)
+    items = list(keys.items())
+    slices: dict[str, dict[str, bytes]] = {}
+    start = 0
+    for i, name in enumerate(wanted):
+        end = len(items) if i == len(wanted) - 1 else start + len(items) * SHARES[name] // total
+        slices[name] = dict(items[start:end])
+        start = end
+    return slices
+
+
+def warmup_split(users: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(warm-up users, recorded users): the warm-up spends codes and counts failures of its own users only."""
+    count = min(200, max(20, len(users) // 20))
+    items = list(users.items())
+    return dict(items[:count]), dict(items[count:])
+
+
+def write_input(name: str, path: Path, users: Mapping[str, bytes], blocked: list[str], duration: int) -> Path:
+    """The wrk script's input file for scenario ``name``."""
+    if name in ("valid", "signin"):
+        write_valid_codes(path, dict(users), duration)
+    elif name == "wrong":
+        write_wrong_codes(path, dict(users), duration)
+    else:  # blocked: any code; the block answers before the code is looked at
+        path.write_text("".join(f"{user} {n % 1_000_000:06d}\n" for n, user in enumerate(blocked)))
+    return path
+
+
+# --- one scenario ---------------------------------------------------------------------------------------------
+
+
+def wrk_run(
+    name: str, server: NidanServer, bodies: Path, api_key: str, load: Load, duration: int, log: Path
+) -> WrkResult:
+    script, threads, env = SCRIPT, load.threads, None
+    if name == "blocked":
+        script = BLOCKED_SCRIPT
+    elif name == "signin":
+        # One connection per wrk thread (Lua state), so each state chains its own login -> mfa -> login.
+        script, threads, env = SIGNIN_SCRIPT, load.connections, {"BENCH_PASSWORD": PASSWORD}
+    return run_wrk(
         url=server.url,
         mode=name,
         bodies=bodies,
         api_key=api_key,
-        threads=args.threads,
-        connections=args.connections,
-        duration=args.duration,
-        log=run_dir / f"{name}.wrk.log",
+        threads=threads,
+        connections=load.connections,
+        duration=duration,
+        log=log,
+        script=script,
+        extra_env=env,
     )
-    cpu = server.cpu_seconds() - cpu_before
+
+
+def failures_of(name: str, result: WrkResult) -> list[str]:
     failures = []
-    if result.errors:
-        failures.append(f"{result.errors} wrong answers")
     if result.exhausted:
         failures.append(f"ran out of usable codes {result.exhausted} times (raise --users)")
+    if result.errors and result.exhausted and name in ("valid", "wrong"):
+        # verify.lua counts the /healthz answers to the requests sent without a code among its errors.
+        failures.append(f"{result.errors} answers not accepted, the /healthz ones included")
+    elif result.errors:
+        throttled = f" ({result.throttled} of them 429)" if name == "signin" and result.throttled else ""
+        failures.append(f"{result.errors} wrong answers{throttled}")
     if any(result.socket_errors.values()):
         failures.append(f"socket errors {result.socket_errors}")
+    return failures
+
+
+def scenario_dict(name: str, result: WrkResult, cpu: float) -> dict[str, Any]:
+    """What a run records (bench/ceilings.py and bench/privacyidea.py give the same keys)."""
     return {
         "scenario": name,
         "requests": result.requests,
@@ -149,104 +318,232 @@ def scenario(
         "server_cpu_s": round(cpu, 2),
         "cpu_ms_per_request": round(1000 * cpu / result.requests, 3) if result.requests else None,
         "error_samples": result.samples,
-        "failures": failures,
+        "failures": failures_of(name, result),
     }
 
 
-LABELS = {"valid": "verify, valid codes", "wrong": "verify, wrong codes"}
+def wait_for_step(lead: float) -> None:
+    """Sleep until ``lead`` seconds before a time step begins (plus 0.3 s, so that it has begun by then)."""
+    now = time.time()
+    start = (now // PERIOD + 1) * PERIOD + 0.3 - lead
+    while start < now:
+        start += PERIOD
+    time.sleep(start - now)
 
 
-def markdown(report: dict[str, Any]) -> str:
-    m, p = report["machine"], report["parameters"]
+def sleep_into_step() -> None:
+    """After an aligned warm-up that ended just before a step boundary, wait for the boundary."""
+    into = time.time() % PERIOD
+    if into > PERIOD - 5:
+        time.sleep(PERIOD - into + 0.3)
+
+
+def scenario(
+    name: str,
+    server: NidanServer,
+    users: dict[str, bytes],
+    blocked: list[str],
+    api_key: str,
+    load: Load,
+    run_dir: Path,
+    *,
+    align: bool = False,
+) -> dict[str, Any]:
+    """A warm-up, then the recorded wrk run of scenario ``name``, with the server's CPU time around it."""
+    if name == "blocked":
+        warm, sampled = blocked, len(blocked)
+        warm_bodies = bodies = write_input(name, run_dir / f"{name}.bodies", {}, blocked, load.duration)
+    else:
+        warm_users, measured_users = warmup_split(users)
+        warm, sampled = list(warm_users), len(measured_users)
+        bodies = write_input(name, run_dir / f"{name}.bodies", measured_users, [], load.duration)
+        warm_bodies = write_input(name, run_dir / f"{name}.warmup.bodies", warm_users, [], load.warmup)
+    aligned = align and name in ("valid", "signin")
+    if aligned:
+        wait_for_step(load.warmup + 0.5)
+    warmup: dict[str, Any] = {"seconds": load.warmup, "users": len(warm)}
+    if load.warmup:
+        log = run_dir / f"{name}.warmup.wrk.log"
+        warm_result = wrk_run(name, server, warm_bodies, api_key, load, load.warmup, log)
+        # Running out of codes is expected here (few users); each such request's /healthz answer also counts as
+        # an error in verify.lua, so only the errors beyond those are wrong answers.
+        wrong = max(0, warm_result.errors - warm_result.exhausted) if name != "signin" else warm_result.errors
+        warmup.update(requests=warm_result.requests, errors=wrong, exhausted=warm_result.exhausted)
+    if aligned:
+        sleep_into_step()
+    cpu_before = server.cpu_seconds()
+    log = run_dir / f"{name}.wrk.log"
+    result = wrk_run(name, server, bodies, api_key, load, load.duration, log)
+    cpu = server.cpu_seconds() - cpu_before
+    recorded = scenario_dict(name, result, cpu)
+    if warmup.get("errors"):
+        recorded["failures"].append(f"warm-up: {warmup['errors']} wrong answers")
+    recorded.update(
+        users_sampled=sampled, warmup=warmup, wrk_threads=threads_of(name, load), connections=load.connections
+    )
+    if name == "signin":
+        recorded.update(
+            signins=result.signins,
+            logins=result.logins,
+            signins_per_s=round(result.signins / result.duration_s, 1) if result.duration_s else 0.0,
+        )
+    if aligned:
+        recorded["aligned_to_time_step"] = True
+    return recorded
+
+
+def threads_of(name: str, load: Load) -> int:
+    return load.connections if name == "signin" else load.threads
+
+
+# --- one configuration ----------------------------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run_config(config: Config, load: Load, run_dir: Path) -> ConfigResult:
+    """Seed a fresh database, start nidan on it, run the configuration's scenarios; the server is always stopped
+    and a PostgreSQL database always dropped."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    blocked = BLOCKED_USERS if "blocked" in config.scenarios else 0
+    with database(config.database_url if config.backend == "postgresql" else None) as url:
+        version = database_version(url)
+        sampled = f", {config.sample} sampled" if config.sample is not None else ""
+        say(f"==> seeding {config.users} users{sampled} ({config.backend}) in {run_dir / 'data'}")
+        seeded = seed(run_dir / "data", url, config.users, sample=config.sample, blocked=blocked)
+        say(f"    {seeded.seconds:.1f} s")
+        slices = partition(seeded.keys, config.scenarios)
+        result = ConfigResult(runs=[], seed_seconds=round(seeded.seconds, 1), database_version=version)
+        overrides = server_overrides(load.connections)
+        for name, value in overrides.items():
+            say(f"==> {name}={value} for the server: {load.connections} concurrent sign-ins from one address")
+        with NidanServer(server_env(run_dir / "data", url, overrides), config.workers, run_dir) as server:
+            server.wait_until_healthy()
+            say(f"==> nidan serve on {server.url}, {config.workers} worker(s); log {server.log_path}")
+            for name in config.scenarios:
+                say(f"==> {config.backend}, {config.workers} worker(s): {LABELS[name]}, {load.duration} s")
+                measured = scenario(
+                    name,
+                    server,
+                    slices.get(name, {}),
+                    seeded.blocked,
+                    seeded.api_key,
+                    load,
+                    run_dir,
+                    align=config.align,
+                )
+                measured["server_overrides"] = overrides
+                result.runs.append(run_record(config, seeded.users, result, measured, server.peak_rss()))
+                say("    " + one_line(result.runs[-1]))
+                time.sleep(1)  # the last connections close before the next run
+    return result
+
+
+def run_record(
+    config: Config, users: int, result: ConfigResult, measured: dict[str, Any], rss: list[float]
+) -> dict[str, Any]:
+    """A run as the report lists it (the matrix's schema)."""
+    return {
+        "system": "nidan",
+        "backend": config.backend,
+        "workers": config.workers,
+        "users": users,
+        **measured,
+        "peak_rss_mib_per_worker": [round(x, 1) for x in rss],
+        "seed_seconds": result.seed_seconds,
+        "database": result.database_version,
+        **({"label": config.label} if config.label else {}),
+    }
+
+
+def one_line(run: dict[str, Any]) -> str:
+    line = f"{run['rps']:.0f} req/s, p50 {run['latency_ms']['p50']:.1f} ms, p99 {run['latency_ms']['p99']:.1f} ms"
+    if "signins_per_s" in run:
+        line += f", {run['signins_per_s']:.1f} sign-ins/s"
+    if run["failures"]:
+        line += "  FAILED: " + "; ".join(run["failures"])
+    return line
+
+
+# --- the table ------------------------------------------------------------------------------------------------
+
+
+def errors_total(run: dict[str, Any]) -> int:
+    return int(run["errors"] + run["exhausted"] + sum(run["socket_errors"].values()))
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """Markdown: one row per run, any system."""
     lines = [
-        f"nidan {m['nidan_commit']} on {m['host']} ({m['cpu']}, {m['cores']} cores, Linux {m['kernel']}), "
-        f"{report['started_at']}: {p['backend']}, {p['workers']} worker(s), {p['users']} users, "
-        f"wrk {p['threads']} threads / {p['connections']} connections / {p['duration_s']} s",
-        "",
-        "| scenario | backend | workers | req/s | p50 ms | p90 ms | p99 ms | errors | 429 | CPU ms/req | "
-        "peak RSS MiB/worker |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | backend | workers | users | scenario | req/s | sign-ins/s | p50 ms | p90 ms | p99 ms | errors "
+        "| 429 | CPU ms/req | peak RSS MiB/worker |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    rss = " / ".join(f"{x:.0f}" for x in report["peak_rss_mib_per_worker"]) or "?"
-    for s in report["scenarios"]:
-        lat = s["latency_ms"]
-        errors = s["errors"] + s["exhausted"] + sum(s["socket_errors"].values())
+    for run in runs:
+        lat = run["latency_ms"]
+        rss = " / ".join(f"{x:.0f}" for x in run.get("peak_rss_mib_per_worker", [])) or "?"
+        users = f"{run.get('users', '?'):,}" if isinstance(run.get("users"), int) else "?"
+        if run.get("users_sampled") not in (None, run.get("users")):
+            users += f" ({run['users_sampled']:,} sent)"
+        signins = f"{run['signins_per_s']:.1f}" if "signins_per_s" in run else ""
+        cpu = run.get("cpu_ms_per_request")
+        scenario = LABELS.get(run["scenario"], run["scenario"])
         lines.append(
-            f"| {LABELS[s['scenario']]} | {p['backend']} | {p['workers']} | {s['rps']:.0f} | {lat['p50']:.1f} | "
-            f"{lat['p90']:.1f} | {lat['p99']:.1f} | {errors} | {s['throttled_429']} | "
-            f"{s['cpu_ms_per_request']} | {rss} |"
+            f"| {run['system']} | {run['backend']} | {run['workers']} | {users} | {scenario} "
+            f"| {run['rps']:.0f} | {signins} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} "
+            f"| {errors_total(run)} | {run.get('throttled_429', 0)} | {'' if cpu is None else f'{cpu:.2f}'} | {rss} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def print_failures(runs: list[dict[str, Any]]) -> bool:
+    """Prints every run's failures to stderr; True when there was one."""
+    failed = False
+    for run in runs:
+        for failure in run["failures"]:
+            failed = True
+            where = f"{run['system']} {run['backend']} {run['workers']}w {LABELS.get(run['scenario'], run['scenario'])}"
+            print(f"FAILED {where}: {failure}", file=sys.stderr)
+        for sample in run.get("error_samples", [])[:5]:
+            print(f"    status, body: {sample}", file=sys.stderr)
+    return failed
+
+
 def main() -> int:
     args = arguments()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (bench/run installs it)", file=sys.stderr)
+    try:
+        names = parse_scenarios(args.scenarios)
+    except ValueError as exc:
+        print(f"--{exc}", file=sys.stderr)
         return 2
-    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
-    if not names or any(n not in LABELS for n in names):
-        print(f"--scenarios: choose from {', '.join(LABELS)}", file=sys.stderr)
-        return 2
-    for name in list(os.environ):
-        if name.startswith("NIDAN_"):  # the seeding runtime reads settings from the environment too
-            del os.environ[name]
+    exit_on_sigterm()
+    clear_nidan_environment()
     started = datetime.now(UTC)
     run_dir = WORK / f"run-{started:%Y%m%dT%H%M%SZ}-{os.getpid()}"
-    run_dir.mkdir(parents=True)
     backend = "postgresql" if args.database_url else "sqlite"
-    report: dict[str, Any] = {
+    config = Config(backend, args.workers, args.users, names, database_url=args.database_url)
+    load = Load(args.threads, args.connections, args.duration, args.warmup)
+    result = run_config(config, load, run_dir)
+    report = {
         "started_at": started.isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": {**machine(), "database": result.database_version},
         "parameters": {
-            "backend": backend,
-            "users": args.users,
-            "workers": args.workers,
-            "connections": args.connections,
-            "threads": args.threads,
-            "duration_s": args.duration,
+            **vars(args),
+            "database_url": args.database_url and make_url(args.database_url).render_as_string(hide_password=True),
+            "server_overrides": server_overrides(args.connections),
             "argon2": "nidan defaults",
         },
+        "runs": result.runs,
     }
-    with database(args.database_url) as database_url:
-        if database_url is not None:
-            engine = create_engine(database_url)
-            with engine.connect() as connection:
-                report["machine"]["database"] = connection.execute(text("SELECT version()")).scalar_one()
-            engine.dispose()
-        data_dir = run_dir / "data"
-        print(f"==> seeding {args.users} users ({backend}) in {data_dir}", flush=True)
-        seeded = seed(data_dir, database_url, args.users)
-        report["seed_seconds"] = round(seeded.seconds, 1)
-        print(f"    {seeded.seconds:.1f} s", flush=True)
-        results = []
-        with NidanServer(server_env(data_dir, database_url), args.workers, run_dir) as server:
-            server.wait_until_healthy()
-            print(f"==> nidan serve on {server.url}, {args.workers} worker(s); log {server.log_path}", flush=True)
-            for name in names:
-                print(f"==> {LABELS[name]}: {args.duration} s", flush=True)
-                results.append(scenario(name, server, seeded.keys, seeded.api_key, args, run_dir))
-                last = results[-1]
-                print(f"    {last['rps']:.0f} req/s, p99 {last['latency_ms']['p99']:.1f} ms", flush=True)
-                time.sleep(1)
-            report["peak_rss_mib_per_worker"] = [round(x, 1) for x in server.peak_rss()]
-        report["scenarios"] = results
-    RESULTS.mkdir(exist_ok=True)
-    stem = f"{started:%Y-%m-%d}-{socket.gethostname()}-{backend}-{args.workers}w"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (RESULTS / f"{stem}.md").write_text(table)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = runs_table(result.runs)
+    (run_dir / "report.md").write_text(table)
     print()
     print(table)
-    print(f"written: bench/results/{stem}.json, bench/results/{stem}.md")
-    failed = False
-    for s in results:
-        for failure in s["failures"]:
-            failed = True
-            print(f"FAILED {LABELS[s['scenario']]}: {failure}", file=sys.stderr)
-        for sample in s["error_samples"]:
-            print(f"    status, body: {sample}", file=sys.stderr)
-    return 1 if failed else 0
+    print(f"written: {run_dir / 'report.json'}, {run_dir / 'report.md'}")
+    return 1 if print_failures(result.runs) else 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
--- wrk script for nidan's POST /api/v1/verify (bench/nidan_bench.py writes its input and reads its output).
+-- wrk script for a verify call: nidan's POST /api/v1/verify, or privacyIDEA's POST /validate/check as the peer
+-- (bench/nidan_bench.py and bench/privacyidea.py write its input and read its output). One script for both, so the
+-- code picking, the round robin and the counting are the same for every system measured; only the request and the
+-- reading of the answer differ (the `targets` table below).
 --
 -- Environment (read in every thread: wrk gives each thread its own Lua state, so nothing is shared but these):
+--   BENCH_TARGET    "nidan" (default) or "privacyidea"
 --   BENCH_MODE      "valid" (first-use codes, each must be accepted) or "wrong" (wrong codes, each must be refused)
 --   BENCH_BODIES    the input file (below)
---   BENCH_API_KEY   the application's API key (Bearer)
+--   BENCH_API_KEY   nidan: the application's API key (Bearer); privacyidea: unused (/validate/check is anonymous)
 --   BENCH_THREADS   wrk's -t: thread i (0-based) takes the users on data lines i, i+T, i+2T, ...
 --   BENCH_MAX_WRONG wrong mode: wrong codes per user at most (default 2: one tolerated, one that starts a 1 s block)
 --
@@ -12,13 +16,19 @@
 -- window, which would make the server match the other step). Wrong mode: "username code" per line.
 --
 -- Valid mode picks the code at send time from the current time step s = floor(os.time() / 30): nidan accepts a
--- code for steps s-1 .. s+1, each (user, step) once, rising per user. A user's next code is the lowest step not yet
--- sent that is >= s-1 (>= s in the last 5 s of a step, so a code is never sent just before it expires) and <= s+1.
+-- code for steps s-1 .. s+1, each (user, step) once, rising per user (privacyIDEA's default window is wider, ±180 s,
+-- and it too refuses a step at or below the last one used, so the same codes suit it). A user's next code is the
+-- lowest step not yet sent that is >= s-1 (>= s in the last 5 s of a step, so a code is never sent just before it
+-- expires) and <= s+1.
 -- Users are taken round robin, thousands per thread: a user's previous request has long been answered before
 -- the user comes round again, so its steps reach the server in rising order.
 --
 -- When no user has a usable code left (too few users for the throughput), request() counts it in `exhausted`
--- and sends GET /healthz instead; the Python side fails the run when exhausted > 0.
+-- and sends the target's health check instead; the Python side fails the run when exhausted > 0.
+--
+-- Answers: nidan, valid mode wants 200 {"ok":true,...}, wrong mode 200 {"ok":false,...} (429 counted apart as
+-- throttled); privacyIDEA, valid mode wants 200 with "result": {"status": true, "value": true, ...}, wrong mode
+-- "status": true, "value": false (it has no 429). Anything else is an error.
 
 local thread_counter = 0
 local threads = {}
@@ -29,7 +39,59 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local mode, headers, max_wrong
+-- What differs between the systems measured: the request and the reading of the answer.
+local targets = {
+  nidan = {
+    path = "/api/v1/verify",
+    fallback = "/healthz",
+    headers = function()
+      return {
+        ["Authorization"] = "Bearer " .. os.getenv("BENCH_API_KEY"),
+        ["Content-Type"] = "application/json",
+      }
+    end,
+    body = function(username, code)
+      return '{"username":"' .. username .. '","code":"' .. code .. '"}'
+    end,
+    accepted = function(status, body)
+      return status == 200 and string.find(body, '"ok":true', 1, true) ~= nil
+    end,
+    refused = function(status, body)
+      return status == 200 and string.find(body, '"ok":false', 1, true) ~= nil
+    end,
+    throttled_status = 429,
+  },
+}
+
+-- privacyIDEA's answer: the "result" object's "value" ("true" or "false") when its "status" is true, else nil.
+local function privacyidea_value(body)
+  local result = string.match(body or "", '"result"%s*:%s*(%b{})')
+  if result == nil or not string.find(result, '"status"%s*:%s*true') then
+    return nil
+  end
+  return string.match(result, '"value"%s*:%s*(%a+)')
+end
+
+targets.privacyidea = {
+  path = "/validate/check",
+  fallback = "/healthz/livez",
+  headers = function()
+    return { ["Content-Type"] = "application/x-www-form-urlencoded" }
+  end,
+  -- Usernames (letters and digits) and codes (digits) need no percent-encoding.
+  body = function(username, code)
+    return "user=" .. username .. "&pass=" .. code
+  end,
+  accepted = function(status, body)
+    return status == 200 and privacyidea_value(body) == "true"
+  end,
+  refused = function(status, body)
+    return status == 200 and privacyidea_value(body) == "false"
+  end,
+  throttled_status = nil, -- privacyIDEA has no 429: one would be an error
+}
+
+local target, mode, headers, max_wrong
 local usernames, codes, next_step, sends = {}, {}, {}, {}
 local base = 0
 local count = 0
@@ -50,14 +112,16 @@ local function split(line)
 end
 
 function init(args)
+  local target_name = os.getenv("BENCH_TARGET") or "nidan"
+  target = targets[target_name]
+  if target == nil then
+    error("BENCH_TARGET: unknown target " .. target_name)
+  end
   mode = os.getenv("BENCH_MODE")
   local path = os.getenv("BENCH_BODIES")
   local nthreads = tonumber(os.getenv("BENCH_THREADS"))
   max_wrong = tonumber(os.getenv("BENCH_MAX_WRONG") or "2")
-  headers = {
-    ["Authorization"] = "Bearer " .. os.getenv("BENCH_API_KEY"),
-    ["Content-Type"] = "application/json",
-  }
+  headers = target.headers()
   local file = assert(io.open(path, "r"))
   local index = 0
   for line in file:lines() do
@@ -81,7 +145,7 @@ function init(args)
 end
 
 local function body_for(username, code)
-  return '{"username":"' .. username .. '","code":"' .. code .. '"}'
+  return target.body(username, code)
 end
 
 local function next_valid()
@@ -136,9 +200,9 @@ function request()
   end
   if body == nil then
     exhausted = exhausted + 1
-    return wrk.format("GET", "/healthz")
+    return wrk.format("GET", target.fallback)
   end
-  return wrk.format("POST", "/api/v1/verify", headers, body)
+  return wrk.format("POST", target.path, headers, body)
 end
 
 local function sample(status, body)
@@ -150,16 +214,16 @@ end
 
 function response(status, headers, body)
   if mode == "valid" then
-    if status == 200 and string.find(body, '"ok":true', 1, true) then
+    if target.accepted(status, body) then
       ok_count = ok_count + 1
     else
       errors = errors + 1
       sample(status, body)
     end
   else
-    if status == 200 and string.find(body, '"ok":false', 1, true) then
+    if target.refused(status, body) then
       rejected = rejected + 1
-    elseif status == 429 then
+    elseif status == target.throttled_status then
       throttled = throttled + 1
     else
       errors = errors + 1

@@ -1,0 +1,124 @@
+"""Where a verify request's CPU goes: nidan's ASGI app driven in process, no sockets, one request at a time.
+
+    .venv/bin/python bench/profile_verify.py [--users 2000] [--requests 3000] [--profile]
+
+Seeds a fresh SQLite instance in ``bench/.work/profile-<pid>`` (as the bench does), then sends valid first-use
+codes straight to the ASGI app (so uvicorn and the kernel are left out) and prints the CPU time per request; with
+``--profile``, cProfile's top functions by cumulative and by own time. Every answer is checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from seeding import seed
+
+from nidan.bootstrap import build_runtime
+from nidan.config import Settings
+from nidan.core.totp import PERIOD, hotp
+from nidan.web.app import create_app
+
+WORK = Path(__file__).resolve().parent / ".work"
+
+
+async def call(app: Any, body: bytes, api_key: str) -> tuple[int, bytes]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/verify",
+        "raw_path": b"/api/v1/verify",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {api_key}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = False
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+async def drive(app: Any, bodies: list[bytes], api_key: str) -> None:
+    for body in bodies:
+        status, answer = await call(app, body, api_key)
+        if status != 200 or b'"ok":true' not in answer:
+            raise SystemExit(f"unexpected answer {status} {answer!r} to {body!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    for name in list(os.environ):
+        if name.startswith("NIDAN_"):
+            del os.environ[name]
+    data_dir = WORK / f"profile-{os.getpid()}"
+    try:
+        seeded = seed(data_dir, None, args.users)
+        app = create_app(build_runtime(Settings(data_dir=data_dir)))
+        step = int(time.time()) // PERIOD
+        names = list(seeded.keys)
+        bodies = [
+            json.dumps({"username": names[i % len(names)], "code": hotp(seeded.keys[names[i % len(names)]], step)})
+            .replace(" ", "")
+            .encode()
+            for i in range(min(args.requests, len(names)))
+        ]
+        asyncio.run(drive(app, bodies[:200], seeded.api_key))  # warm-up: imports, statement caches
+        measured = bodies[200:]
+        profiler = cProfile.Profile() if args.profile else None
+        started = time.process_time()
+        if profiler:
+            profiler.enable()
+        asyncio.run(drive(app, measured, seeded.api_key))
+        if profiler:
+            profiler.disable()
+        cpu = time.process_time() - started
+        print(f"{len(measured)} requests, {1000 * cpu / len(measured):.3f} ms CPU per request (one at a time)")
+        if profiler:
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("cumulative").print_stats(45)
+            stats.sort_stats("tottime").print_stats(30)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
