@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from nidan.core.recovery import HashParameters
+
+T = TypeVar("T")
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
@@ -16,12 +19,11 @@ MAX_LENGTH = 1024
 
 class PasswordHashing:
     def __init__(self, params: HashParameters, *, max_concurrent: int | None = None) -> None:
-        """``max_concurrent``: hashes computed at once in this process (the rest wait their turn), e.g. one per
-        core. More at once would only share the cores while each holds its ``memory_cost`` of RAM: 16 sign-ins
-        at once held 16 x 19 MiB."""
-        self._slots: AbstractContextManager[object] = (
-            threading.BoundedSemaphore(max_concurrent) if max_concurrent else nullcontext()
-        )
+        """``max_concurrent``: hashes computed at once in this process, e.g. one per core; the callers wait their
+        turn. They are computed on that many threads of their own: the C library keeps each thread's freed 19 MiB
+        buffer for its next hash, so with every request thread hashing, a worker that had served 16 sign-ins at
+        once held 16 of them (440 MiB); more at once would only share the cores anyway."""
+        self._hashers = ThreadPoolExecutor(max_concurrent, "argon2") if max_concurrent else None
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost_kib,
@@ -30,17 +32,18 @@ class PasswordHashing:
             type=Type.ID,
         )
         # Verified against when the username is unknown, so both answers take the same time.
-        self._dummy_hash = self._hasher.hash("nidan-timing-equaliser")
+        self._dummy_hash = self._run(self._hasher.hash, "nidan-timing-equaliser")
+
+    def _run(self, work: Callable[..., T], *args: str) -> T:
+        return self._hashers.submit(work, *args).result() if self._hashers else work(*args)
 
     def hash(self, password: str) -> str:
-        with self._slots:
-            return self._hasher.hash(password)
+        return self._run(self._hasher.hash, password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         known = bool(stored_hash)
         try:
-            with self._slots:
-                matched = self._hasher.verify(stored_hash or self._dummy_hash, password)
+            matched = self._run(self._hasher.verify, stored_hash or self._dummy_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
         return matched and known
