@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any
 
 from ceiling_apps.totp_minimal import seed_database
-from loadgen import WrkResult, run_wrk, write_valid_codes, write_wrong_codes
+from loadgen import record_of, run_wrk, write_valid_codes, write_wrong_codes
 from serving import free_port, group_processes, peak_rss_mib
 
 BENCH = Path(__file__).resolve().parent
@@ -165,34 +165,6 @@ def warm_up(app: UvicornApp, api_key: str) -> None:
         connection.close()
 
 
-def scenario_dict(name: str, result: WrkResult, cpu: float) -> dict[str, Any]:
-    """The same keys and rounding as ``nidan_bench.scenario``, so the matrix treats every system alike."""
-    failures = []
-    if result.errors:
-        failures.append(f"{result.errors} wrong answers")
-    if result.exhausted:
-        failures.append(f"ran out of usable codes {result.exhausted} times (raise --users)")
-    if any(result.socket_errors.values()):
-        failures.append(f"socket errors {result.socket_errors}")
-    return {
-        "scenario": name,
-        "requests": result.requests,
-        "duration_s": round(result.duration_s, 3),
-        "rps": round(result.rps, 1),
-        "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
-        "ok": result.ok,
-        "rejected": result.rejected,
-        "throttled_429": result.throttled,
-        "errors": result.errors,
-        "exhausted": result.exhausted,
-        "socket_errors": result.socket_errors,
-        "server_cpu_s": round(cpu, 2),
-        "cpu_ms_per_request": round(1000 * cpu / result.requests, 3) if result.requests else None,
-        "error_samples": result.samples,
-        "failures": failures,
-    }
-
-
 @dataclass(frozen=True)
 class Load:
     """wrk's side of every run: the same for every system."""
@@ -223,7 +195,7 @@ def measure(
         log=prefix.with_name(f"{prefix.name}-{name}.wrk.log"),
         extra_env=UNLIMITED_WRONG if name == "wrong" else None,
     )
-    return scenario_dict(name, result, app.cpu_seconds() - cpu_before)
+    return record_of(name, result, app.cpu_seconds() - cpu_before)
 
 
 @dataclass(frozen=True)

@@ -141,3 +141,39 @@ def parse(stdout: str, log: Path) -> WrkResult:
         signins=data.get("signins", 0),
         logins=data.get("logins", 0),
     )
+
+
+def failures_of(name: str, result: WrkResult) -> list[str]:
+    failures = []
+    if result.exhausted:
+        failures.append(f"ran out of usable codes {result.exhausted} times (raise --users)")
+    if result.errors and result.exhausted and name in ("valid", "wrong"):
+        # verify.lua counts the /healthz answers to the requests sent without a code among its errors.
+        failures.append(f"{result.errors} answers not accepted, the /healthz ones included")
+    elif result.errors:
+        throttled = f" ({result.throttled} of them 429)" if name == "signin" and result.throttled else ""
+        failures.append(f"{result.errors} wrong answers{throttled}")
+    if any(result.socket_errors.values()):
+        failures.append(f"socket errors {result.socket_errors}")
+    return failures
+
+
+def record_of(name: str, result: WrkResult, cpu: float) -> dict[str, Any]:
+    """What a run records, the same for every system (nidan, the peer, the ceilings)."""
+    return {
+        "scenario": name,
+        "requests": result.requests,
+        "duration_s": round(result.duration_s, 3),
+        "rps": round(result.rps, 1),
+        "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
+        "ok": result.ok,
+        "rejected": result.rejected,
+        "throttled_429": result.throttled,
+        "errors": result.errors,
+        "exhausted": result.exhausted,
+        "socket_errors": result.socket_errors,
+        "server_cpu_s": round(cpu, 2),
+        "cpu_ms_per_request": round(1000 * cpu / result.requests, 3) if result.requests else None,
+        "error_samples": result.samples,
+        "failures": failures_of(name, result),
+    }

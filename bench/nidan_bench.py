@@ -31,6 +31,7 @@ from loadgen import (
     SCRIPT,
     SIGNIN_SCRIPT,
     WrkResult,
+    record_of,
     run_wrk,
     write_valid_codes,
     write_wrong_codes,
@@ -286,42 +287,6 @@ def wrk_run(
     )
 
 
-def failures_of(name: str, result: WrkResult) -> list[str]:
-    failures = []
-    if result.exhausted:
-        failures.append(f"ran out of usable codes {result.exhausted} times (raise --users)")
-    if result.errors and result.exhausted and name in ("valid", "wrong"):
-        # verify.lua counts the /healthz answers to the requests sent without a code among its errors.
-        failures.append(f"{result.errors} answers not accepted, the /healthz ones included")
-    elif result.errors:
-        throttled = f" ({result.throttled} of them 429)" if name == "signin" and result.throttled else ""
-        failures.append(f"{result.errors} wrong answers{throttled}")
-    if any(result.socket_errors.values()):
-        failures.append(f"socket errors {result.socket_errors}")
-    return failures
-
-
-def scenario_dict(name: str, result: WrkResult, cpu: float) -> dict[str, Any]:
-    """What a run records (bench/ceilings.py and bench/privacyidea.py give the same keys)."""
-    return {
-        "scenario": name,
-        "requests": result.requests,
-        "duration_s": round(result.duration_s, 3),
-        "rps": round(result.rps, 1),
-        "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
-        "ok": result.ok,
-        "rejected": result.rejected,
-        "throttled_429": result.throttled,
-        "errors": result.errors,
-        "exhausted": result.exhausted,
-        "socket_errors": result.socket_errors,
-        "server_cpu_s": round(cpu, 2),
-        "cpu_ms_per_request": round(1000 * cpu / result.requests, 3) if result.requests else None,
-        "error_samples": result.samples,
-        "failures": failures_of(name, result),
-    }
-
-
 def wait_for_step(lead: float) -> None:
     """Sleep until ``lead`` seconds before a time step begins (plus 0.3 s, so that it has begun by then)."""
     now = time.time()
@@ -375,7 +340,7 @@ def scenario(
     log = run_dir / f"{name}.wrk.log"
     result = wrk_run(name, server, bodies, api_key, load, load.duration, log)
     cpu = server.cpu_seconds() - cpu_before
-    recorded = scenario_dict(name, result, cpu)
+    recorded = record_of(name, result, cpu)
     if warmup.get("errors"):
         recorded["failures"].append(f"warm-up: {warmup['errors']} wrong answers")
     recorded.update(

@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -39,8 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from loadgen import WrkResult, run_wrk, write_valid_codes, write_wrong_codes
-from serving import free_port, group_processes, peak_rss_mib
+from loadgen import record_of, run_wrk, write_valid_codes, write_wrong_codes
+from serving import free_port, group_processes, peak_rss_mib, stop_group
 
 from nidan.core.totp import hotp
 
@@ -495,50 +494,11 @@ class PrivacyIdeaServer:
         return [rss for pid in self.worker_pids() if (rss := peak_rss_mib(pid)) is not None]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.pgid, signal.SIGTERM)
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pgid, signal.SIGKILL)
-                self.process.wait(timeout=STOP_TIMEOUT)
-        # Workers that outlived the master go too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signal.SIGKILL)
+        stop_group(self.process, self.pgid)
         self._log.close()
 
 
 # --- the scenarios -------------------------------------------------------------------------------------------------
-
-
-def scenario_result(name: str, result: WrkResult, cpu: float) -> dict[str, Any]:
-    """The same shape as ``nidan_bench.scenario()`` returns, so nidan and the peer sit in one table."""
-    failures = []
-    if result.errors:
-        failures.append(f"{result.errors} wrong answers")
-    if result.exhausted:
-        failures.append(f"ran out of usable codes {result.exhausted} times (raise --users)")
-    if any(result.socket_errors.values()):
-        failures.append(f"socket errors {result.socket_errors}")
-    return {
-        "scenario": name,
-        "requests": result.requests,
-        "duration_s": round(result.duration_s, 3),
-        "rps": round(result.rps, 1),
-        "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
-        "ok": result.ok,
-        "rejected": result.rejected,
-        "throttled_429": result.throttled,
-        "errors": result.errors,
-        "exhausted": result.exhausted,
-        "socket_errors": result.socket_errors,
-        "server_cpu_s": round(cpu, 3),
-        "cpu_ms_per_request": round(1000 * cpu / result.requests, 3) if result.requests else None,
-        "error_samples": result.samples,
-        "failures": failures,
-    }
 
 
 def drop_ambiguous_codes(path: Path, keys: dict[str, bytes]) -> int:
@@ -599,7 +559,7 @@ def run_scenario(
         script=SCRIPT,
         extra_env={"BENCH_TARGET": "privacyidea"},
     )
-    return scenario_result(name, result, server.cpu_seconds() - cpu_before)
+    return record_of(name, result, server.cpu_seconds() - cpu_before)
 
 
 def run_peer(

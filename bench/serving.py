@@ -127,19 +127,24 @@ class NidanServer:
         return [rss for p in self.workers_now() if (rss := peak_rss_mib(p.pid)) is not None]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.pgid, signal.SIGTERM)
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pgid, signal.SIGKILL)
-                self.process.wait(timeout=STOP_TIMEOUT)
-        # Children that outlived the leader (a worker stuck in shutdown) go too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signal.SIGKILL)
+        stop_group(self.process, self.pgid)
         self._log.close()
+
+
+def stop_group(process: subprocess.Popen[bytes], pgid: int) -> None:
+    """SIGTERM the server's process group, SIGKILL it when it does not end in time; any process of the group that
+    outlived the leader (a worker stuck in shutdown) goes too."""
+    if process.poll() is None:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+            process.wait(timeout=STOP_TIMEOUT)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _is_worker(pid: int) -> bool:
