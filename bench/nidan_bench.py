@@ -37,7 +37,7 @@ from loadgen import (
     write_wrong_codes,
 )
 from seeding import PASSWORD, seed
-from serving import NidanServer
+from serving import NidanServer, postgres_cpu_seconds
 from sqlalchemy import create_engine, make_url, text
 
 from nidan.config import RateLimitSettings
@@ -336,11 +336,15 @@ def scenario(
         warmup.update(requests=warm_result.requests, errors=wrong, exhausted=warm_result.exhausted)
     if aligned:
         sleep_into_step()
-    cpu_before = server.cpu_seconds()
+    on_postgres = "NIDAN_DATABASE_URL" in server.env
+    cpu_before, database_before = server.cpu_seconds(), postgres_cpu_seconds() if on_postgres else 0.0
     log = run_dir / f"{name}.wrk.log"
     result = wrk_run(name, server, bodies, api_key, load, load.duration, log)
     cpu = server.cpu_seconds() - cpu_before
     recorded = record_of(name, result, cpu)
+    if on_postgres and result.requests:
+        database = postgres_cpu_seconds() - database_before
+        recorded["database_cpu_ms_per_request"] = round(1000 * database / result.requests, 3)
     if warmup.get("errors"):
         recorded["failures"].append(f"warm-up: {warmup['errors']} wrong answers")
     recorded.update(

@@ -57,6 +57,24 @@ def group_processes(pgid: int) -> list[ProcessInfo]:
     return found
 
 
+def postgres_cpu_seconds() -> float:
+    """utime+stime of every PostgreSQL server process on this machine (its backends, writers, WAL writer): the
+    database's share of the work, which the server's own CPU figure leaves out."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "postgres":
+                continue
+        except OSError:
+            continue
+        stat = _stat(int(entry))
+        if stat is not None:
+            total += stat[2]
+    return total
+
+
 def peak_rss_mib(pid: int) -> float | None:
     """VmHWM: the process's peak resident set size, in MiB."""
     try:
@@ -75,6 +93,7 @@ class NidanServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
+        self.env = env
         self.log_path = log_dir / f"serve-{self.port}.log"
         self._log = self.log_path.open("w")
         command = [sys.executable, "-m", "nidan", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
