@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import VerifyMismatchError
 
-from nidan.core.passwords import MAX_LENGTH, MIN_LENGTH, PasswordHashing, password_problem
+from nidan.core.passwords import MAX_LENGTH, MIN_LENGTH, PasswordHashing, password_problem, unmatchable_hash
 from nidan.core.recovery import HashParameters
 
 #: Cheap argon2id parameters, for unit tests only.
 FAST = HashParameters(memory_cost_kib=1024, time_cost=1)
 
-#: The password the timing equaliser hash is made of (see PasswordHashing.__init__).
+#: The password the timing equaliser's hash was once made of: it must not open anything either.
 DUMMY_PASSWORD = "nidan-timing-equaliser"
 
 
@@ -95,3 +97,18 @@ def test_password_problem_counts_characters_not_bytes() -> None:
     # Seven characters, but 28 bytes in UTF-8.
     assert password_problem("😀" * 7) is not None
     assert password_problem("二" * 8) is None
+
+
+def test_the_made_up_hash_for_unknown_users_is_a_real_one_that_nothing_matches() -> None:
+    """Unknown usernames are verified against it, costing one real argon2 verify: same parameters, same shape as
+    a computed hash, and no password (nor an empty one) matches it."""
+    hashing = PasswordHashing(FAST)
+    made_up, computed = unmatchable_hash(FAST), hashing.hash("correct horse battery staple")
+    assert made_up.rsplit("$", 2)[0] == computed.rsplit("$", 2)[0]  # $argon2id$v=19$m=1024,t=1,p=1
+    assert [len(part) for part in made_up.split("$")[-2:]] == [len(part) for part in computed.split("$")[-2:]]
+    assert not hashing.needs_rehash(made_up)
+    checker = PasswordHasher(memory_cost=FAST.memory_cost_kib, time_cost=FAST.time_cost, parallelism=1)
+    for password in ("", "correct horse battery staple", DUMMY_PASSWORD):
+        with pytest.raises(VerifyMismatchError):  # a verify that ran to the end, and did not match
+            checker.verify(made_up, password)
+    assert unmatchable_hash(FAST) != made_up

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -14,6 +16,8 @@ from nidan.core.recovery import HashParameters
 T = TypeVar("T")
 
 MIN_LENGTH = 8
+#: argon2-cffi's default salt length, which the hashes it makes carry.
+SALT_BYTES = 16
 MAX_LENGTH = 1024
 
 
@@ -32,7 +36,7 @@ class PasswordHashing:
             type=Type.ID,
         )
         # Verified against when the username is unknown, so both answers take the same time.
-        self._dummy_hash = self._run(self._hasher.hash, "nidan-timing-equaliser")
+        self._dummy_hash = unmatchable_hash(params)
 
     def _run(self, work: Callable[..., T], *args: str) -> T:
         return self._hashers.submit(work, *args).result() if self._hashers else work(*args)
@@ -50,6 +54,20 @@ class PasswordHashing:
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)
+
+
+def unmatchable_hash(params: HashParameters) -> str:
+    """An argon2id hash string with ``params`` whose digest is random bytes: verifying any password against it costs
+    exactly a real verify and never matches. Made up rather than computed, so a process that never checks a
+    password (a verify-API worker) never holds argon2's memory (19 MiB by default)."""
+
+    def unpadded(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii").rstrip("=")
+
+    return (
+        f"$argon2id$v=19$m={params.memory_cost_kib},t={params.time_cost},p={params.parallelism}"
+        f"${unpadded(secrets.token_bytes(SALT_BYTES))}${unpadded(secrets.token_bytes(params.digest_bytes))}"
+    )
 
 
 def password_problem(password: str) -> str | None:
