@@ -5,15 +5,12 @@
 -- (response() is not told which connection answered, so a state with several could not).
 --
 -- Environment (read in every thread):
---   BENCH_BODIES    the input file, in wrk/verify.lua's valid-mode format: a first line "# base STEP", then
---                   "username code code ..." where the k-th code is the user's code for step STEP+k, "-" for a
---                   step left out (bench/loadgen.py write_valid_codes writes it)
+--   BENCH_BODIES    the input file, in codes.lua's valid-mode format (bench/loadgen.py write_valid_codes writes it)
 --   BENCH_THREADS   wrk's -t: thread i (0-based) takes the users on data lines i, i+T, i+2T, ...
 --   BENCH_PASSWORD  every user's password
 --
--- Each sign-in uses a first-use code picked as verify.lua's valid mode picks it (see its header): at login time, the
--- user's lowest unsent step that is >= s-1 (>= s in the last 5 s of a step) and <= s+1, users round robin. The
--- code is sent right after the login's answer, well within the 5 s that rule leaves.
+-- Each sign-in uses a first-use code picked at login time by codes.lua's rule (shared with verify.lua); the code is
+-- sent right after the login's answer, well within the 5 s that rule leaves.
 --
 -- Every answer is checked: the login must answer 200 "mfa_required" with an mfa_token, the mfa step 200
 -- "authenticated" with a session token. Anything else (a 429 too: none is expected) is an error. A sign-in is
@@ -29,12 +26,9 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+local codes = dofile(os.getenv("BENCH_LUA_DIR") .. "/codes.lua")
 local headers, password
-local usernames, codes, next_step = {}, {}, {}
-local base = 0
-local count = 0
-local cursor = 0
-local exhausted_step = nil
+local users
 
 -- "login": the next request starts a sign-in; "mfa": it sends mfa_body; "idle": a /healthz was sent.
 local phase = "login"
@@ -46,76 +40,16 @@ signins, logins, throttled, errors, exhausted = 0, 0, 0, 0, 0
 samples = ""
 local sample_count = 0
 
-local function split(line)
-  local fields = {}
-  for field in string.gmatch(line, "%S+") do
-    fields[#fields + 1] = field
-  end
-  return fields
-end
-
 function init(args)
   local path = os.getenv("BENCH_BODIES")
   local nthreads = tonumber(os.getenv("BENCH_THREADS"))
   password = os.getenv("BENCH_PASSWORD")
   headers = { ["Content-Type"] = "application/json" }
-  local file = assert(io.open(path, "r"))
-  local index = 0
-  for line in file:lines() do
-    local header = string.match(line, "^# base (%d+)$")
-    if header then
-      base = tonumber(header)
-    elseif line ~= "" then
-      if index % nthreads == id then
-        local fields = split(line)
-        count = count + 1
-        usernames[count] = fields[1]
-        table.remove(fields, 1)
-        codes[count] = fields
-        next_step[count] = base
-      end
-      index = index + 1
-    end
-  end
-  file:close()
+  users = codes.load(path, nthreads, id)
 end
 
--- The next user with a usable code now, and that code (verify.lua's rule); nil when none is left.
 local function next_valid()
-  if count == 0 then
-    return nil
-  end
-  local now = os.time()
-  local s = math.floor(now / 30)
-  if exhausted_step == s then
-    return nil
-  end
-  local low = s - 1
-  if now % 30 >= 25 then
-    low = s
-  end
-  local high = s + 1
-  for _ = 1, count do
-    cursor = cursor % count + 1
-    local step = next_step[cursor]
-    if step < low then
-      step = low
-    end
-    local row = codes[cursor]
-    while step <= high do
-      local code = row[step - base + 1]
-      if code == nil then
-        break
-      end
-      if code ~= "-" then
-        next_step[cursor] = step + 1
-        return usernames[cursor], code
-      end
-      step = step + 1
-    end
-  end
-  exhausted_step = s
-  return nil
+  return codes.next_valid(users)
 end
 
 function request()

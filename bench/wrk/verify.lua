@@ -11,17 +11,7 @@
 --   BENCH_THREADS   wrk's -t: thread i (0-based) takes the users on data lines i, i+T, i+2T, ...
 --   BENCH_MAX_WRONG wrong mode: wrong codes per user at most (default 2: one tolerated, one that starts a 1 s block)
 --
--- Input file, valid mode: a first line "# base STEP", then "username code code ..." where the k-th code (k from 0)
--- is the user's code for time step STEP+k, "-" for a step left out (its code equals a neighbour's within the
--- window, which would make the server match the other step). Wrong mode: "username code" per line.
---
--- Valid mode picks the code at send time from the current time step s = floor(os.time() / 30): nidan accepts a
--- code for steps s-1 .. s+1, each (user, step) once, rising per user (privacyIDEA's default window is wider, ±180 s,
--- and it too refuses a step at or below the last one used, so the same codes suit it). A user's next code is the
--- lowest step not yet sent that is >= s-1 (>= s in the last 5 s of a step, so a code is never sent just before it
--- expires) and <= s+1.
--- Users are taken round robin, thousands per thread: a user's previous request has long been answered before
--- the user comes round again, so its steps reach the server in rising order.
+-- The input file and how a valid code is picked: see codes.lua (shared with signin.lua).
 --
 -- When no user has a usable code left (too few users for the throughput), request() counts it in `exhausted`
 -- and sends the target's health check instead; the Python side fails the run when exhausted > 0.
@@ -91,25 +81,15 @@ targets.privacyidea = {
   throttled_status = nil, -- privacyIDEA has no 429: one would be an error
 }
 
+local codes = dofile(os.getenv("BENCH_LUA_DIR") .. "/codes.lua")
 local target, mode, headers, max_wrong
-local usernames, codes, next_step, sends = {}, {}, {}, {}
-local base = 0
-local count = 0
-local cursor = 0
-local exhausted_step = nil
+local users
+local sends = {}
 
 -- Counters read by done() through thread:get (numbers and strings copy across Lua states).
 ok_count, rejected, throttled, errors, exhausted = 0, 0, 0, 0, 0
 samples = ""
 local sample_count = 0
-
-local function split(line)
-  local fields = {}
-  for field in string.gmatch(line, "%S+") do
-    fields[#fields + 1] = field
-  end
-  return fields
-end
 
 function init(args)
   local target_name = os.getenv("BENCH_TARGET") or "nidan"
@@ -122,26 +102,10 @@ function init(args)
   local nthreads = tonumber(os.getenv("BENCH_THREADS"))
   max_wrong = tonumber(os.getenv("BENCH_MAX_WRONG") or "2")
   headers = target.headers()
-  local file = assert(io.open(path, "r"))
-  local index = 0
-  for line in file:lines() do
-    local header = string.match(line, "^# base (%d+)$")
-    if header then
-      base = tonumber(header)
-    elseif line ~= "" then
-      if index % nthreads == id then
-        local fields = split(line)
-        count = count + 1
-        usernames[count] = fields[1]
-        table.remove(fields, 1)
-        codes[count] = fields
-        next_step[count] = base
-        sends[count] = 0
-      end
-      index = index + 1
-    end
+  users = codes.load(path, nthreads, id)
+  for n = 1, users.count do
+    sends[n] = 0
   end
-  file:close()
 end
 
 local function body_for(username, code)
@@ -149,46 +113,24 @@ local function body_for(username, code)
 end
 
 local function next_valid()
-  local now = os.time()
-  local s = math.floor(now / 30)
-  if exhausted_step == s then
+  local username, code = codes.next_valid(users)
+  if username == nil then
     return nil
   end
-  local low = s - 1
-  if now % 30 >= 25 then
-    low = s
-  end
-  local high = s + 1
-  for _ = 1, count do
-    cursor = cursor % count + 1
-    local step = next_step[cursor]
-    if step < low then
-      step = low
-    end
-    local row = codes[cursor]
-    while step <= high do
-      local code = row[step - base + 1]
-      if code == nil then
-        break
-      end
-      if code ~= "-" then
-        next_step[cursor] = step + 1
-        return body_for(usernames[cursor], code)
-      end
-      step = step + 1
-    end
-  end
-  exhausted_step = s
-  return nil
+  return body_for(username, code)
 end
 
 local function next_wrong()
-  cursor = cursor % count + 1
+  if users.count == 0 then
+    return nil
+  end
+  local cursor = users.cursor % users.count + 1
+  users.cursor = cursor
   if sends[cursor] >= max_wrong then
     return nil -- round robin: every user has had as many
   end
   sends[cursor] = sends[cursor] + 1
-  return body_for(usernames[cursor], codes[cursor][1])
+  return body_for(users.usernames[cursor], users.codes[cursor][1])
 end
 
 function request()
