@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -137,7 +138,7 @@ def build_runtime(
         random_bytes=random_bytes or os.urandom,
         keyring=keys.ring,
         hash_key=keys.hash_key,
-        passwords=PasswordHashing(cost, max_concurrent=os.cpu_count()),
+        passwords=PasswordHashing(cost, hashers=ThreadPoolExecutor(os.cpu_count(), "argon2")),
         recovery_hash=cost,
         issuer=security.issuer,
         session_lifetime=timedelta(hours=security.session_lifetime_hours),

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import base64
-import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
@@ -22,12 +21,12 @@ MAX_LENGTH = 1024
 
 
 class PasswordHashing:
-    def __init__(self, params: HashParameters, *, max_concurrent: int | None = None) -> None:
-        """``max_concurrent``: hashes computed at once in this process, e.g. one per core; the callers wait their
-        turn. They are computed on that many threads of their own: the C library keeps each thread's freed 19 MiB
-        buffer for its next hash, so with every request thread hashing, a worker that had served 16 sign-ins at
-        once held 16 of them (440 MiB); more at once would only share the cores anyway."""
-        self._hashers = ThreadPoolExecutor(max_concurrent, "argon2") if max_concurrent else None
+    def __init__(self, params: HashParameters, *, hashers: Executor | None = None) -> None:
+        """``hashers``: where the hashes are computed, e.g. a thread pool with one thread per core (the callers
+        wait their turn). The C library keeps each thread's freed 19 MiB buffer for its next hash, so with every
+        request thread hashing, a worker that had served 16 sign-ins at once held 16 of them (440 MiB); more at
+        once would only share the cores anyway. Without one, the caller's thread computes it."""
+        self._hashers = hashers
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost_kib,
@@ -57,16 +56,17 @@ class PasswordHashing:
 
 
 def unmatchable_hash(params: HashParameters) -> str:
-    """An argon2id hash string with ``params`` whose digest is random bytes: verifying any password against it costs
-    exactly a real verify and never matches. Made up rather than computed, so a process that never checks a
-    password (a verify-API worker) never holds argon2's memory (19 MiB by default)."""
+    """An argon2id hash string with ``params`` and a made-up digest: verifying any password against it costs exactly
+    a real verify, and finding one that matches would take an argon2 preimage. Made up rather than computed, so a
+    process that never checks a password (a verify-API worker) never holds argon2's memory (19 MiB by default)."""
 
     def unpadded(raw: bytes) -> str:
         return base64.b64encode(raw).decode("ascii").rstrip("=")
 
+    salt, digest = b"nidan-unknown-u!"[:SALT_BYTES], bytes(params.digest_bytes)
     return (
         f"$argon2id$v=19$m={params.memory_cost_kib},t={params.time_cost},p={params.parallelism}"
-        f"${unpadded(secrets.token_bytes(SALT_BYTES))}${unpadded(secrets.token_bytes(params.digest_bytes))}"
+        f"${unpadded(salt)}${unpadded(digest)}"
     )
 
 
