@@ -6,6 +6,8 @@ answer for a wrong code, a replayed code, an unknown user and a user without 2FA
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -21,11 +23,23 @@ from nidan.core.audit import AuditEvent, EventType
 from nidan.core.models import ClientInfo
 from nidan.services import applications, audit, enrollment, throttling, tokens
 from nidan.services.context import ServiceContext
+from nidan.web.api.v1.verify import application_key
+from nidan.web.app import create_app
 from tests.helpers import PASSWORD, auth_header, code_at, make_user
 from tests.web.test_api_tokens import assert_not_stored
 
 VERIFY = "/api/v1/verify"
 CLIENT = ClientInfo()
+
+
+@pytest.fixture(params=["fast path", "FastAPI route"])
+def client(request: pytest.FixtureRequest, runtime: Runtime) -> Iterator[TestClient]:
+    """Every test here runs both ways: well-formed calls are answered by ``VerifyFastPath`` unless it is off, and
+    must be answered exactly as the route answers them."""
+    app = create_app(runtime=runtime)
+    app.state.verify_fast_path = request.param == "fast path"
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
 
 
 def advance(ctx: ServiceContext, seconds: float) -> None:
@@ -305,6 +319,54 @@ def test_invalid_bodies_are_422(client: TestClient, runtime: Runtime) -> None:
         response = verify(client, app, **body)
         assert response.status_code == 422, (what, response.text)
         assert response.json()["error"]["code"] == "invalid_request", what
+
+
+def test_bodies_the_fast_path_leaves_to_the_route_are_answered_by_it(client: TestClient, runtime: Runtime) -> None:
+    """What the fast path does not take is handed on with its body intact: the route reads it and answers."""
+    ctx = runtime.services
+    secret, _ = totp_user(ctx)
+    app = add_app(ctx)
+    raw: dict[str, tuple[bytes, str]] = {
+        "not JSON": (b"{username: alice", "The request body is not valid JSON."),
+        "a list": (b"[]", "Some fields are missing or not valid"),
+        "a number for the code": (b'{"username": "alice", "code": 123456}', "code"),
+        "an unknown method": (b'{"username": "alice", "code": "123456", "method": "sms"}', "method"),
+    }
+    for what, (body, message) in raw.items():
+        response = client.post(VERIFY, content=body, headers={**app, "Content-Type": "application/json"})
+        assert response.status_code == 422, (what, response.text)
+        assert response.json()["error"]["code"] == "invalid_request", what
+        assert message in response.json()["error"]["message"], (what, response.text)
+    # JSON sent as another content type reaches the route, which does not read it as JSON.
+    as_text = json.dumps({"username": "alice", "code": code_at(secret, ctx)})
+    refused = client.post(VERIFY, content=as_text, headers={**app, "Content-Type": "text/plain"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request", refused.text
+    # A body larger than the fast path reads reaches the route, which accepts it.
+    padded = as_text + " " * 4000
+    answered = client.post(VERIFY, content=padded, headers={**app, "Content-Type": "application/json"})
+    assert answered.status_code == 200 and answered.json()["ok"] is True, answered.text
+    # Every answer carries the correlation id and no-store, as every API answer does.
+    assert answered.headers["x-correlation-id"] and answered.headers["cache-control"] == "no-store"
+
+
+def test_the_fast_path_answers_well_formed_calls_without_the_route(runtime: Runtime) -> None:
+    """With the route's key check made to fail, the fast path still answers a well-formed call (it never reached
+    the route) and hands a malformed one to the route (which fails)."""
+    ctx = runtime.services
+    secret, _ = totp_user(ctx)
+    key = add_app(ctx)
+    app = create_app(runtime=runtime)
+
+    def route_was_used() -> str:
+        raise AssertionError("the route answered")
+
+    app.dependency_overrides[application_key] = route_was_used
+    with TestClient(app, raise_server_exceptions=False) as fast:
+        assert ok(verify(fast, key, username="alice", code=code_at(secret, ctx)))["ok"] is True
+        assert verify(fast, key, username="alice", code="1" * 65).status_code == 500
+        app.state.verify_fast_path = False
+        advance(ctx, totp.PERIOD)
+        assert verify(fast, key, username="alice", code=code_at(secret, ctx)).status_code == 500
 
 
 # --- the security log and the application's use ---------------------------------------------------------------------

@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 
 TOKEN_BYTES = 32
+#: url-safe base64 of TOKEN_BYTES, unpadded.
+_TOKEN_BODY = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def new_token(random_bytes: Callable[[int], bytes], *, prefix: str = "") -> str:
@@ -28,5 +31,4 @@ def looks_like_token(value: str, *, prefix: str = "") -> bool:
     """Cheap shape check before any lookup: url-safe base64 of the expected length after ``prefix``."""
     if not value.startswith(prefix):
         return False
-    body = value[len(prefix) :]
-    return len(body) == 43 and all(c.isascii() and (c.isalnum() or c in "-_") for c in body)
+    return _TOKEN_BODY.fullmatch(value, len(prefix)) is not None

@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from nidan.core.access_tokens import AccessToken, Application, Scope, TokenKind, decode_scopes, encode_scopes
 from nidan.db import tables as t
+from nidan.db.prepared import Prepared
 from nidan.errors import ApplicationExists
 
 _tokens = t.access_tokens
 _apps = t.applications
 #: Built once (bound parameter): every verify call looks its application up.
-_APP_BY_KEY = select(_apps).where(_apps.c.key_hash == bindparam("key_hash"))
+_APP_BY_KEY = Prepared(select(_apps).where(_apps.c.key_hash == bindparam("key_hash")))
 
 
 def _token(row: Any) -> AccessToken:
@@ -135,7 +136,7 @@ class SqlApplicationRepository:
         return _application(row)
 
     def find_by_key(self, key_hash: bytes) -> Application | None:
-        row = self._c.execute(_APP_BY_KEY, {"key_hash": key_hash}).first()
+        row = _APP_BY_KEY.first(self._c, {"key_hash": key_hash})
         return _application(row) if row else None
 
     def list_all(self) -> Sequence[Application]:

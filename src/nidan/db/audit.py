@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Select, bindparam, func, insert, or_, select,
 
 from nidan.core.audit import AuditEvent, AuditQuery, AuditRecord, ChainHead, chain_hash
 from nidan.db import tables as t
+from nidan.db.prepared import Prepared
 from nidan.errors import ConfigurationError
 
 HEAD_ID = 1
@@ -17,11 +18,13 @@ _head = t.audit_chain_head.c
 # Built once: every audited request appends, and building these anew per call cost more than running them.
 # The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) until the transaction ends, so appends queue
 # there. It changes only ``seq``: RETURNING gives the new seq and the previous event's hash.
-_TAKE_NEXT_SEQ = (
+_TAKE_NEXT_SEQ = Prepared(
     update(t.audit_chain_head).where(_head.id == HEAD_ID).values(seq=_head.seq + 1).returning(_head.seq, _head.hash)
 )
-_INSERT_EVENT = insert(t.audit_events)
-_SET_HEAD_HASH = update(t.audit_chain_head).where(_head.id == HEAD_ID).values(hash=bindparam("new_hash"))
+_EVENT_COLUMNS = [column.name for column in t.audit_events.c if not column.primary_key]
+# Bound names differ from column names: an INSERT reserves those for its VALUES clause.
+_INSERT_EVENT = Prepared(insert(t.audit_events).values({name: bindparam(f"p_{name}") for name in _EVENT_COLUMNS}))
+_SET_HEAD_HASH = Prepared(update(t.audit_chain_head).where(_head.id == HEAD_ID).values(hash=bindparam("new_hash")))
 
 
 def _details(raw: str) -> dict[str, Any]:
@@ -58,30 +61,28 @@ class SqlAuditRepository:
         self._c = connection
 
     def append(self, event: AuditEvent) -> AuditRecord:
-        taken = self._c.execute(_TAKE_NEXT_SEQ).first()
+        taken = _TAKE_NEXT_SEQ.first(self._c)
         if taken is None:
             raise ConfigurationError("The audit log's chain head row is missing: the database was altered by hand.")
         seq, prev_hash = int(taken.seq), str(taken.hash)
         digest = chain_hash(prev_hash, seq, event)
-        self._c.execute(
-            _INSERT_EVENT,
-            {
-                "seq": seq,
-                "occurred_at": event.occurred_at,
-                "event_type": str(event.event_type),
-                "actor_user_id": event.actor_user_id,
-                "actor_username": event.actor_username,
-                "subject_user_id": event.subject_user_id,
-                "subject_username": event.subject_username,
-                "client_ip": event.client_ip,
-                "user_agent": event.user_agent,
-                "correlation_id": event.correlation_id,
-                "details": json.dumps(dict(event.details), sort_keys=True, separators=(",", ":")),
-                "prev_hash": prev_hash,
-                "hash": digest,
-            },
-        )
-        self._c.execute(_SET_HEAD_HASH, {"new_hash": digest})
+        row = {
+            "seq": seq,
+            "occurred_at": event.occurred_at,
+            "event_type": str(event.event_type),
+            "actor_user_id": event.actor_user_id,
+            "actor_username": event.actor_username,
+            "subject_user_id": event.subject_user_id,
+            "subject_username": event.subject_username,
+            "client_ip": event.client_ip,
+            "user_agent": event.user_agent,
+            "correlation_id": event.correlation_id,
+            "details": json.dumps(dict(event.details), sort_keys=True, separators=(",", ":")),
+            "prev_hash": prev_hash,
+            "hash": digest,
+        }
+        _INSERT_EVENT.rowcount(self._c, {f"p_{name}": value for name, value in row.items()})
+        _SET_HEAD_HASH.rowcount(self._c, {"new_hash": digest})
         return AuditRecord(seq=seq, event=event, prev_hash=prev_hash, hash=digest)
 
     def head(self) -> ChainHead:

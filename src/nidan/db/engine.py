@@ -57,12 +57,17 @@ class SqliteWriterQueue:
         """Whether a transaction of this process holds the turn now."""
         return self._mutex.locked()
 
-    def _before_execute(self, conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if conn.info.get(self) or statement.lstrip()[:6].upper() in _READ_ONLY_PREFIXES:
+    def take_turn(self, conn: Connection) -> None:
+        """The turn of ``conn``'s transaction, kept until it ends: before each statement that writes."""
+        if conn.info.get(self):
             return
         if not self._mutex.acquire(timeout=SQLITE_LOCK_WAIT):
             raise DatabaseUnavailable()
         conn.info[self] = True
+
+    def _before_execute(self, conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip()[:6].upper() not in _READ_ONLY_PREFIXES:
+            self.take_turn(conn)
 
     def _release(self, info: dict[Any, Any]) -> None:
         if info.pop(self, False):

@@ -13,11 +13,14 @@ from nidan.core.backoff import ThrottleState
 from nidan.core.models import ThrottleScope
 from nidan.db import tables as t
 from nidan.db.dialects import insert_ignoring_conflicts
+from nidan.db.prepared import Prepared
 
 c = t.throttles.c
 #: Built once (bound parameters): every verify and sign-in reads a counter.
-_STATE = select(c.failures, c.blocked_until, c.locked_at, c.version).where(
-    c.scope == bindparam("scope"), c.key == bindparam("throttle_key")
+_STATE = Prepared(
+    select(c.failures, c.blocked_until, c.locked_at, c.version).where(
+        c.scope == bindparam("scope"), c.key == bindparam("throttle_key")
+    )
 )
 _NOT_CLEAR = (c.failures > 0) | c.blocked_until.is_not(None) | c.locked_at.is_not(None)
 # Built once likewise: every sign-in writes a counter. (Bound names differ from column names: an UPDATE reserves
@@ -66,7 +69,7 @@ class SqlThrottleRepository:
         self._c = connection
 
     def get(self, scope: ThrottleScope, key: str) -> ThrottleState | None:
-        row = self._c.execute(_STATE, {"scope": scope.value, "throttle_key": key}).first()
+        row = _STATE.first(self._c, {"scope": scope.value, "throttle_key": key})
         return _state(row) if row else None
 
     def compare_and_set(

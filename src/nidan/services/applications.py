@@ -68,9 +68,14 @@ def remove(ctx: ServiceContext, *, name: str, actor: User | None, client: Client
     return application
 
 
+def has_key_shape(api_key: str | None) -> bool:
+    """Whether ``api_key`` looks like an application key (no query)."""
+    return api_key is not None and looks_like_token(api_key, prefix=APP_KEY_PREFIX)
+
+
 def require_key_shape(api_key: str | None) -> str:
     """``api_key`` when it looks like an application key (no query), else ``AppKeyInvalid``."""
-    if api_key is None or not looks_like_token(api_key, prefix=APP_KEY_PREFIX):
+    if api_key is None or not has_key_shape(api_key):
         raise AppKeyInvalid()
     return api_key
 

@@ -25,12 +25,22 @@ async def services(request: Request) -> ServiceContext:
 
 
 async def client_info(request: Request) -> ClientInfo:
-    trusted: tuple[Network, ...] = request.app.state.trusted_proxies
     peer = request.client.host if request.client else None
-    ip = client_address(peer, request.headers.getlist("x-forwarded-for"), trusted)
+    return client_info_of(
+        request.app.state.trusted_proxies,
+        peer,
+        request.headers.getlist("x-forwarded-for"),
+        request.headers.get("user-agent"),
+    )
+
+
+def client_info_of(
+    trusted: tuple[Network, ...], peer: str | None, forwarded_for: list[str], user_agent: str | None
+) -> ClientInfo:
+    """Who is calling, for the audit log: the client address (through trusted proxies only) and user agent."""
     return ClientInfo(
-        ip=ip,
-        user_agent=request.headers.get("user-agent", "")[:512] or None,
+        ip=client_address(peer, forwarded_for, trusted),
+        user_agent=(user_agent or "")[:512] or None,
         correlation_id=current_correlation_id() or None,
     )
 

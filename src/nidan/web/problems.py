@@ -78,6 +78,18 @@ def error_headers(error: errors.NidanError) -> dict[str, str]:
     return {}
 
 
+def error_response(error: errors.NidanError) -> JSONResponse:
+    """The API's answer to ``error``: its status, headers and body from the tables above."""
+    status = status_for(error)
+    _log_server_error(status, error)
+    return problem_response(status, error.code, error.message, error_headers(error))
+
+
+def _log_server_error(status: int, error: errors.NidanError) -> None:
+    if status >= 500:
+        log.error("request failed: %s (%s)", error.code, error.message)
+
+
 def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, object]]]:
     fields: list[dict[str, object]] = []
     for problem in exc.errors():
@@ -115,9 +127,10 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = 
 
     @app.exception_handler(errors.NidanError)
     async def nidan_error(request: Request, exc: errors.NidanError) -> Response:
+        if _wants_json(request):
+            return error_response(exc)
         status = status_for(exc)
-        if status >= 500:
-            log.error("request failed: %s (%s)", exc.code, exc.message)
+        _log_server_error(status, exc)
         return await _respond(request, status, exc.code, exc.message, error_headers(exc))
 
     @app.exception_handler(RequestValidationError)
