@@ -435,7 +435,13 @@ def test_serve_runs_one_process_in_place(
     (args, kwargs), *_ = uvicorn_calls
     assert callable(args[0])  # the ASGI application itself, built around this runtime
     kwargs.pop("environment")
-    assert kwargs == {"host": "127.0.0.1", "port": 8123, "proxy_headers": False, "server_header": False}
+    assert kwargs == {
+        "host": "127.0.0.1",
+        "port": 8123,
+        "proxy_headers": False,
+        "server_header": False,
+        "ws": "none",
+    }
 
 
 def test_serve_with_workers_hands_settings_to_the_workers(
@@ -454,6 +460,7 @@ def test_serve_with_workers_hands_settings_to_the_workers(
         "port": 8000,
         "proxy_headers": False,
         "server_header": False,
+        "ws": "none",
     }
     assert environment["NIDAN_DATA_DIR"] == str(settings.data_dir.resolve())
     assert environment["NIDAN_DATABASE_URL"] == settings.resolved_database_url

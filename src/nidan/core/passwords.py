@@ -23,9 +23,9 @@ MAX_LENGTH = 1024
 class PasswordHashing:
     def __init__(self, params: HashParameters, *, hashers: Executor | None = None) -> None:
         """``hashers``: where the hashes are computed, e.g. a thread pool with one thread per core (the callers
-        wait their turn). The C library keeps each thread's freed 19 MiB buffer for its next hash, so with every
-        request thread hashing, a worker that had served 16 sign-ins at once held 16 of them (440 MiB); more at
-        once would only share the cores anyway. Without one, the caller's thread computes it."""
+        wait their turn). The C library keeps each thread's freed argon2 buffer for its next hash, so with every
+        request thread hashing, a worker that had served 16 sign-ins at once held 16 of them (440 MiB at 19 MiB
+        each); more at once would only share the cores anyway. Without one, the caller's thread computes it."""
         self._hashers = hashers
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
@@ -58,7 +58,7 @@ class PasswordHashing:
 def unmatchable_hash(params: HashParameters) -> str:
     """An argon2id hash string with ``params`` and a made-up digest: verifying any password against it costs exactly
     a real verify, and finding one that matches would take an argon2 preimage. Made up rather than computed, so a
-    process that never checks a password (a verify-API worker) never holds argon2's memory (19 MiB by default)."""
+    process that never checks a password (a verify-API worker) never holds argon2's memory (9 MiB by default)."""
 
     def unpadded(raw: bytes) -> str:
         return base64.b64encode(raw).decode("ascii").rstrip("=")

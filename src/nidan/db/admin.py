@@ -6,6 +6,7 @@ is, ``nidan restore`` uses it to bring the schema to a dump's revision and load 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from sqlalchemy import Engine, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from nidan.core.backup import DumpSummary, read_dump
@@ -134,7 +134,11 @@ class SqlDatabaseAdmin:
             return {str(p): str(f) for p, f in connection.execute(select(c.purpose, c.fingerprint))}
 
     def record_keys(self, fingerprints: Mapping[str, str], at: datetime) -> Mapping[str, str]:
-        dialect = postgresql if self.backend == "postgresql" else sqlite
+        # Imported by name: a serving process on SQLite never loads the PostgreSQL dialect (about 2 MiB), nor one on
+        # PostgreSQL the SQLite one.
+        dialect = importlib.import_module(
+            "sqlalchemy.dialects.postgresql" if self.backend == "postgresql" else "sqlalchemy.dialects.sqlite"
+        )
         with _reported(), self.engine.begin() as connection:
             for purpose, name in fingerprints.items():
                 connection.execute(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 
-import segno
-
 
 def qr_svg(data: str) -> str:
+    # Imported on the first enrolment, not at start: a worker that never shows a QR code never holds segno and the
+    # XML and URL modules it brings (about 1 MiB).
+    import segno
+
     buffer = io.BytesIO()
     segno.make(data, error="m").save(buffer, kind="svg", scale=5, border=2, xmldecl=False, svgns=True, title="QR code")
     return buffer.getvalue().decode("utf-8")

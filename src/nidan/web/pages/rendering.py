@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from nidan import __version__
 from nidan.errors import NidanError
 from nidan.services.context import ServiceContext
 from nidan.web.correlation import current_correlation_id
 from nidan.web.pages import cookies, csrf
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 log = logging.getLogger("nidan.web")
 
@@ -67,14 +70,6 @@ NOTICES: dict[str, str] = {
     ),
 }
 
-_env = Environment(
-    loader=PackageLoader("nidan.web", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
 
 def _when(value: datetime | None) -> str:
     """A stored time for people: UTC, to the minute, with the offset written out."""
@@ -88,9 +83,23 @@ def _day(value: datetime | None) -> str:
     return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d")
 
 
-_env.filters["when"] = _when
-_env.filters["day"] = _day
-_env.globals["version"] = __version__
+@cache
+def environment() -> Environment:
+    """The templates' environment, made at the first page: a worker that only answers the API (a relying app's
+    verify calls) never loads Jinja2 (about 2 MiB)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("nidan.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["day"] = _day
+    env.globals["version"] = __version__
+    return env
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +150,8 @@ def render(
     """A page from ``template``; ``username`` is the signed-in person (shows the sign-out form)."""
     ctx = services_of(request)
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    html = _env.get_template(template).render(
+    page = environment().get_template(template)
+    html = page.render(
         csrf_token=csrf.form_token(request, ctx),
         username=username,
         problem=problem,
