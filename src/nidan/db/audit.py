@@ -21,9 +21,9 @@ _head = t.audit_chain_head.c
 _TAKE_NEXT_SEQ = Prepared(
     update(t.audit_chain_head).where(_head.id == HEAD_ID).values(seq=_head.seq + 1).returning(_head.seq, _head.hash)
 )
-_EVENT_COLUMNS = [column.name for column in t.audit_events.c if not column.primary_key]
-# Bound names differ from column names: an INSERT reserves those for its VALUES clause.
-_INSERT_EVENT = Prepared(insert(t.audit_events).values({name: bindparam(f"p_{name}") for name in _EVENT_COLUMNS}))
+_INSERT_EVENT = Prepared(
+    insert(t.audit_events), columns=[column.name for column in t.audit_events.c if not column.primary_key]
+)
 _SET_HEAD_HASH = Prepared(update(t.audit_chain_head).where(_head.id == HEAD_ID).values(hash=bindparam("new_hash")))
 
 
@@ -66,7 +66,7 @@ class SqlAuditRepository:
             raise ConfigurationError("The audit log's chain head row is missing: the database was altered by hand.")
         seq, prev_hash = int(taken.seq), str(taken.hash)
         digest = chain_hash(prev_hash, seq, event)
-        row = {
+        row: dict[str, object] = {
             "seq": seq,
             "occurred_at": event.occurred_at,
             "event_type": str(event.event_type),
@@ -81,7 +81,7 @@ class SqlAuditRepository:
             "prev_hash": prev_hash,
             "hash": digest,
         }
-        _INSERT_EVENT.rowcount(self._c, {f"p_{name}": value for name, value in row.items()})
+        _INSERT_EVENT.rowcount(self._c, row)
         _SET_HEAD_HASH.rowcount(self._c, {"new_hash": digest})
         return AuditRecord(seq=seq, event=event, prev_hash=prev_hash, hash=digest)
 

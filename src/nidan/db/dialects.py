@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from nidan.db import tables as t
+from nidan.db.prepared import Prepared
+
+#: Run as a statement that writes: it takes the process's writer turn first (``SqliteWriterQueue``).
+_BEGIN_IMMEDIATE = Prepared(text("BEGIN IMMEDIATE"))
 
 
 def insert_ignoring_conflicts(connection: Connection) -> Any:
@@ -33,4 +37,4 @@ def take_sqlite_write_lock(connection: Connection) -> None:
     rewrote the row: a page of WAL per call.)
     """
     if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        _BEGIN_IMMEDIATE.rowcount(connection)

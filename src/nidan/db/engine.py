@@ -81,9 +81,17 @@ class SqliteWriterQueue:
 
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 10) -> Engine:
-    """``pool_size`` and ``max_overflow`` bound a PostgreSQL process's connections (SQLite opens a file)."""
+    """``pool_size`` connections are kept open, ``max_overflow`` more are opened under load, and a request that finds
+    none free waits ``pool_timeout`` seconds (then ``DatabaseUnavailable``), on SQLite as on PostgreSQL: an SQLite
+    connection past the kept ones was opened (with its PRAGMAs) and closed again for each request."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_LOCK_WAIT})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_LOCK_WAIT},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+        )
         SqliteWriterQueue(engine)
 
         @event.listens_for(engine, "connect")

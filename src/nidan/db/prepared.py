@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import Select
 
 from nidan.db.engine import SqliteWriterQueue
@@ -46,11 +47,16 @@ class _Compiled:
 
 
 class Prepared:
-    """``statement`` (a ``select()``, or an ``insert()``/``update()``/``delete()`` with or without RETURNING), run
-    with the DB-API. Parameters are passed by their ``bindparam`` names, as to ``Connection.execute``."""
+    """``statement`` (a ``select()``, an ``insert()``/``update()``/``delete()`` with or without RETURNING, or a
+    ``text()`` that writes and returns nothing), run
+    with the DB-API. Parameters are passed by their ``bindparam`` names, as to ``Connection.execute``; an
+    ``insert(table)`` without ``values()`` names the ``columns`` it sets, which are then its parameters' names."""
 
-    def __init__(self, statement: Select[Any] | UpdateBase) -> None:
+    def __init__(
+        self, statement: Select[Any] | UpdateBase | TextClause, *, columns: Sequence[str] | None = None
+    ) -> None:
         self._statement = statement
+        self._columns = list(columns) if columns is not None else None
         self._compiled: dict[str, _Compiled] = {}
 
     def first(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> Any:
@@ -100,9 +106,9 @@ class Prepared:
         return compiled, cursor
 
     def _compile(self, dialect: Dialect) -> _Compiled:
-        compiled = self._statement.compile(dialect=dialect)
+        compiled = self._statement.compile(dialect=dialect, column_keys=self._columns)
         binds = compiled.binds
-        columns = list(self._statement.exported_columns)
+        columns = [] if isinstance(self._statement, TextClause) else list(self._statement.exported_columns)
         row: Callable[[Sequence[Any]], Any] | None = None
         if columns:
             processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]

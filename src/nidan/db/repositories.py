@@ -39,7 +39,7 @@ _USER_BY_ID = Prepared(select(t.users).where(_users.id == bindparam("user_id")))
 _SELECT_USER_BY_KEY = select(t.users).where(_users.username_key == bindparam("key"))
 _USER_BY_KEY = Prepared(_SELECT_USER_BY_KEY)
 _USER_BY_KEY_FOR_UPDATE = Prepared(_SELECT_USER_BY_KEY.with_for_update())
-_LOCK_USER_ROW = select(_users.id).where(_users.id == bindparam("user_id")).with_for_update()
+_LOCK_USER_ROW = Prepared(select(_users.id).where(_users.id == bindparam("user_id")).with_for_update())
 _TOTP_IN_STATE = Prepared(
     select(t.totp_credentials).where(_totps.user_id == bindparam("user_id"), _totps.state == bindparam("state"))
 )
@@ -59,24 +59,33 @@ _codes = t.recovery_codes.c
 _code_sets = t.recovery_code_sets.c
 _sessions = t.sessions.c
 _challenges = t.mfa_challenges.c
-_RECORD_SIGN_IN = update(t.users).where(_users.id == bindparam("user_id")).values(last_sign_in_at=bindparam("at"))
-_COUNT_UNUSED_CODES = (
-    select(func.count())
+_RECORD_SIGN_IN = Prepared(
+    update(t.users).where(_users.id == bindparam("user_id")).values(last_sign_in_at=bindparam("at"))
+)
+_COUNT_UNUSED_CODES = Prepared(
+    select(func.count().label("unused"))
     .select_from(t.recovery_codes.join(t.recovery_code_sets, _codes.set_id == _code_sets.id))
     .where(_code_sets.user_id == bindparam("user_id"), _code_sets.revoked_at.is_(None), _codes.used_at.is_(None))
 )
-_INSERT_SESSION = insert(t.sessions).returning(_sessions.id)
+_INSERT_SESSION = Prepared(
+    insert(t.sessions).returning(_sessions.id),
+    columns=("user_id", "token_hash", "created_at", "expires_at", "client_ip", "user_agent", "verified_at", "purpose"),
+)
 _LIVE_SESSION = (_sessions.token_hash == bindparam("session_hash"), _sessions.revoked_at.is_(None))
-_VALID_SESSION = select(
-    _sessions.id,
-    _sessions.user_id,
-    _sessions.created_at,
-    _sessions.expires_at,
-    _sessions.verified_at,
-    _sessions.purpose,
-).where(*_LIVE_SESSION, _sessions.expires_at > bindparam("now"))
-_REVOKE_SESSION = update(t.sessions).where(*_LIVE_SESSION).values(revoked_at=bindparam("at"))
-_INSERT_CHALLENGE = insert(t.mfa_challenges)
+_VALID_SESSION = Prepared(
+    select(
+        _sessions.id,
+        _sessions.user_id,
+        _sessions.created_at,
+        _sessions.expires_at,
+        _sessions.verified_at,
+        _sessions.purpose,
+    ).where(*_LIVE_SESSION, _sessions.expires_at > bindparam("now"))
+)
+_REVOKE_SESSION = Prepared(update(t.sessions).where(*_LIVE_SESSION).values(revoked_at=bindparam("at")))
+_INSERT_CHALLENGE = Prepared(
+    insert(t.mfa_challenges), columns=("user_id", "token_hash", "created_at", "expires_at", "attempts")
+)
 _VALID_CHALLENGE = (
     _challenges.token_hash == bindparam("challenge_hash"),
     _challenges.used_at.is_(None),
@@ -84,14 +93,14 @@ _VALID_CHALLENGE = (
     _challenges.attempts < bindparam("max_attempts"),
 )
 _CHALLENGE_COLUMNS = (_challenges.id, _challenges.user_id, _challenges.expires_at, _challenges.attempts)
-_GET_CHALLENGE = select(*_CHALLENGE_COLUMNS).where(*_VALID_CHALLENGE)
-_CLAIM_ATTEMPT = (
+_GET_CHALLENGE = Prepared(select(*_CHALLENGE_COLUMNS).where(*_VALID_CHALLENGE))
+_CLAIM_ATTEMPT = Prepared(
     update(t.mfa_challenges)
     .where(*_VALID_CHALLENGE)
     .values(attempts=_challenges.attempts + 1)
     .returning(*_CHALLENGE_COLUMNS)
 )
-_CONSUME_CHALLENGE = (
+_CONSUME_CHALLENGE = Prepared(
     update(t.mfa_challenges)
     .where(_challenges.id == bindparam("challenge_id"), _challenges.used_at.is_(None))
     .values(used_at=bindparam("at"))
@@ -139,7 +148,7 @@ class Repository:
         if self._c.dialect.name == "sqlite":
             take_sqlite_write_lock(self._c)
         else:
-            self._c.execute(_LOCK_USER_ROW, {"user_id": user_id})
+            _LOCK_USER_ROW.first(self._c, {"user_id": user_id})
 
 
 class SqlUserRepository(Repository):
@@ -189,7 +198,7 @@ class SqlUserRepository(Repository):
         self._c.execute(update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash))
 
     def record_sign_in(self, user_id: int, at: datetime) -> None:
-        self._c.execute(_RECORD_SIGN_IN, {"user_id": user_id, "at": at})
+        _RECORD_SIGN_IN.rowcount(self._c, {"user_id": user_id, "at": at})
 
     def lock(self, user_id: int) -> None:
         self._lock_user(user_id)
@@ -340,7 +349,7 @@ class SqlRecoveryCodeRepository(Repository):
         ).rowcount
 
     def count_unused(self, user_id: int) -> int:
-        return int(self._c.execute(_COUNT_UNUSED_CODES, {"user_id": user_id}).scalar_one())
+        return int(_COUNT_UNUSED_CODES.first(self._c, {"user_id": user_id}).unused)
 
 
 class SqlSessionRepository(Repository):
@@ -364,10 +373,10 @@ class SqlSessionRepository(Repository):
             "verified_at": at,
             "purpose": purpose,
         }
-        return int(self._c.execute(_INSERT_SESSION, row).scalar_one())
+        return int(_INSERT_SESSION.first(self._c, row).id)
 
     def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None:
-        row = self._c.execute(_VALID_SESSION, {"session_hash": token_hash, "now": now}).first()
+        row = _VALID_SESSION.first(self._c, {"session_hash": token_hash, "now": now})
         if row is None:
             return None
         return SessionRecord(
@@ -380,8 +389,7 @@ class SqlSessionRepository(Repository):
         )
 
     def revoke(self, token_hash: bytes, at: datetime) -> bool:
-        result = self._c.execute(_REVOKE_SESSION, {"session_hash": token_hash, "at": at})
-        return result.rowcount == 1
+        return _REVOKE_SESSION.rowcount(self._c, {"session_hash": token_hash, "at": at}) == 1
 
     def revoke_by_id(self, session_id: int, at: datetime) -> bool:
         c = t.sessions.c
@@ -404,30 +412,25 @@ class SqlSessionRepository(Repository):
 
 class SqlMfaChallengeRepository(Repository):
     def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
-        self._c.execute(
-            _INSERT_CHALLENGE,
+        _INSERT_CHALLENGE.rowcount(
+            self._c,
             {"user_id": user_id, "token_hash": token_hash, "created_at": at, "expires_at": expires_at, "attempts": 0},
         )
 
     def get_valid(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
-        row = self._c.execute(
-            _GET_CHALLENGE, {"challenge_hash": token_hash, "now": now, "max_attempts": max_attempts}
-        ).first()
+        row = _GET_CHALLENGE.first(self._c, {"challenge_hash": token_hash, "now": now, "max_attempts": max_attempts})
         if row is None:
             return None
         return MfaChallenge(id=row.id, user_id=row.user_id, expires_at=row.expires_at, attempts=row.attempts)
 
     def claim_attempt(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
-        row = self._c.execute(
-            _CLAIM_ATTEMPT, {"challenge_hash": token_hash, "now": now, "max_attempts": max_attempts}
-        ).first()
+        row = _CLAIM_ATTEMPT.first(self._c, {"challenge_hash": token_hash, "now": now, "max_attempts": max_attempts})
         if row is None:
             return None
         return MfaChallenge(id=row.id, user_id=row.user_id, expires_at=row.expires_at, attempts=row.attempts)
 
     def consume(self, challenge_id: int, at: datetime) -> bool:
-        result = self._c.execute(_CONSUME_CHALLENGE, {"challenge_id": challenge_id, "at": at})
-        return result.rowcount == 1
+        return _CONSUME_CHALLENGE.rowcount(self._c, {"challenge_id": challenge_id, "at": at}) == 1
 
 
 class SqlSetupTokenRepository(Repository):

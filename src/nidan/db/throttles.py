@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.sql.dml import Insert
 
 from nidan.core.backoff import ThrottleState
 from nidan.core.models import ThrottleScope
@@ -25,7 +24,7 @@ _STATE = Prepared(
 _NOT_CLEAR = (c.failures > 0) | c.blocked_until.is_not(None) | c.locked_at.is_not(None)
 # Built once likewise: every sign-in writes a counter. (Bound names differ from column names: an UPDATE reserves
 # those for its SET clause.)
-_SET_IF_VERSION = (
+_SET_IF_VERSION = Prepared(
     update(t.throttles)
     .where(
         c.scope == bindparam("throttle_scope"),
@@ -40,21 +39,23 @@ _SET_IF_VERSION = (
         updated_at=bindparam("at"),
     )
 )
-_RESET = (
+_RESET = Prepared(
     update(t.throttles)
     .where(c.scope == bindparam("throttle_scope"), c.key == bindparam("throttle_key"), _NOT_CLEAR)
     .values(failures=0, blocked_until=None, locked_at=None, version=c.version + 1, updated_at=bindparam("at"))
 )
 #: The first row's INSERT, spelt per dialect: built once per dialect name.
-_INSERT_FIRST_ROW: dict[str, Insert] = {}
+_INSERT_FIRST_ROW: dict[str, Prepared] = {}
+_ROW_COLUMNS = ("scope", "key", "failures", "blocked_until", "locked_at", "version", "updated_at")
 
 
-def _insert_first_row(connection: Connection) -> Insert:
+def _insert_first_row(connection: Connection) -> Prepared:
     name = connection.dialect.name
     statement = _INSERT_FIRST_ROW.get(name)
     if statement is None:
         # RETURNING, not rowcount: drivers disagree on the row count of a conflict-ignoring insert.
-        statement = _INSERT_FIRST_ROW[name] = insert_ignoring_conflicts(connection).returning(c.id)
+        returning = insert_ignoring_conflicts(connection).returning(c.id)
+        statement = _INSERT_FIRST_ROW[name] = Prepared(returning, columns=_ROW_COLUMNS)
     return statement
 
 
@@ -87,9 +88,9 @@ class SqlThrottleRepository:
                 "version": expected.version + 1,
                 "updated_at": at,
             }
-            return self._c.execute(_insert_first_row(self._c), row).first() is not None
-        result = self._c.execute(
-            _SET_IF_VERSION,
+            return _insert_first_row(self._c).first(self._c, row) is not None
+        changed = _SET_IF_VERSION.rowcount(
+            self._c,
             {
                 "throttle_scope": scope.value,
                 "throttle_key": key,
@@ -101,10 +102,10 @@ class SqlThrottleRepository:
                 "at": at,
             },
         )
-        return result.rowcount == 1
+        return changed == 1
 
     def reset(self, scope: ThrottleScope, key: str, at: datetime) -> int:
-        return self._c.execute(_RESET, {"throttle_scope": scope.value, "throttle_key": key, "at": at}).rowcount
+        return _RESET.rowcount(self._c, {"throttle_scope": scope.value, "throttle_key": key, "at": at})
 
     def list_with_prefix(self, scope: ThrottleScope, prefix: str) -> Sequence[tuple[str, ThrottleState]]:
         query = (
