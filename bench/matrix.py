@@ -126,7 +126,12 @@ def postgresql_problem(url: str) -> str | None:
 
 def measure_argon2(work_dir: Path) -> dict[str, Any]:
     """nidan's own password verify (its default parameters, ``ctx.passwords``), timed in this process on a quiet
-    machine: the median of ARGON2_SAMPLES. The bound: one verify per sign-in, every core hashing all the time."""
+    machine: the median of ARGON2_SAMPLES. The bound: one verify per sign-in, every core hashing all the time.
+
+    Also measured: how many verifies a second the machine does with one thread per core hashing at once (nidan's
+    own hashing pool), which is the bound as a sign-in run meets it: cores that hash together share the memory
+    bus and the cache, and each hash takes longer than alone. Reported beside the bound; the target uses the
+    bound from the quiet single hash, the stricter of the two."""
     runtime = build_runtime(Settings(data_dir=work_dir / "argon2-data"))
     try:
         passwords = runtime.services.passwords
@@ -137,6 +142,7 @@ def measure_argon2(work_dir: Path) -> dict[str, Any]:
             if not passwords.verify(stored, PASSWORD):
                 raise RuntimeError("nidan's password hashing refused its own hash")
             timings.append(time.perf_counter() - started)
+        all_cores_per_s = _hashes_per_second_on_every_core(lambda: passwords.verify(stored, PASSWORD))
         security = runtime.settings.security
     finally:
         runtime.engine.dispose()
@@ -146,6 +152,7 @@ def measure_argon2(work_dir: Path) -> dict[str, Any]:
         "hash_ms": round(hash_s * 1000, 2),
         "cores": cores,
         "bound_per_s": round(cores / hash_s, 1),
+        "all_cores_per_s": round(all_cores_per_s, 1),
         "samples": ARGON2_SAMPLES,
         "min_ms": round(min(timings) * 1000, 2),
         "max_ms": round(max(timings) * 1000, 2),
@@ -155,6 +162,24 @@ def measure_argon2(work_dir: Path) -> dict[str, Any]:
             "parallelism": security.argon2_parallelism,
         },
     }
+
+
+def _hashes_per_second_on_every_core(verify: Callable[[], bool]) -> float:
+    """``verify`` run by one thread per core at once (``ARGON2_SAMPLES`` each); the calls go through nidan's own
+    hashing pool, whose threads release the GIL while argon2 runs."""
+    import threading
+
+    def hash_repeatedly() -> None:
+        for _ in range(ARGON2_SAMPLES):
+            verify()
+
+    threads = [threading.Thread(target=hash_repeatedly) for _ in range(nb.cores())]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(threads) * ARGON2_SAMPLES / (time.perf_counter() - started)
 
 
 # --- the systems ----------------------------------------------------------------------------------------------
@@ -407,8 +432,9 @@ def signin_target(runs: list[dict[str, Any]], argon2: dict[str, Any] | None) -> 
         True,
         f"full sign-in, best of nidan's runs ({best['backend']}, {best['workers']} worker(s)): "
         f"{best['signins_per_s']:.1f} sign-ins/s vs the argon2 bound {argon2['bound_per_s']:.1f}/s "
-        f"({argon2['cores']} cores / {argon2['hash_ms']:.1f} ms) = {100 * share:.0f} % (required >= 80 %)"
-        + (f"; the others: {others}" if others else ""),
+        f"({argon2['cores']} cores / {argon2['hash_ms']:.1f} ms) = {100 * share:.0f} % (required >= 80 %); "
+        f"{100 * best['signins_per_s'] / argon2['all_cores_per_s']:.0f} % of the {argon2['all_cores_per_s']:.1f} "
+        "verifies/s every core hashing at once achieved" + (f"; the others: {others}" if others else ""),
     )
 
 
@@ -516,7 +542,8 @@ def markdown(report: dict[str, Any]) -> str:
     if a:
         lines += [
             f"argon2 bound: {a['cores']} cores / {a['hash_ms']:.1f} ms per password verify (nidan's defaults, median "
-            f"of {a['samples']}) = {a['bound_per_s']:.1f} sign-ins/s.",
+            f"of {a['samples']}) = {a['bound_per_s']:.1f} sign-ins/s; with every core hashing at once the machine "
+            f"verified {a['all_cores_per_s']:.1f} a second.",
             "",
         ]
     lines.append(nb.runs_table(report["runs"]))
