@@ -331,6 +331,7 @@ def test_bodies_the_fast_path_leaves_to_the_route_are_answered_by_it(client: Tes
         "a list": (b"[]", "Some fields are missing or not valid"),
         "a number for the code": (b'{"username": "alice", "code": 123456}', "code"),
         "an unknown method": (b'{"username": "alice", "code": "123456", "method": "sms"}', "method"),
+        "a lone surrogate": (b'{"username": "\\ud800", "code": "123456"}', "username"),
     }
     for what, (body, message) in raw.items():
         response = client.post(VERIFY, content=body, headers={**app, "Content-Type": "application/json"})

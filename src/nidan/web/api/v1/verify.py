@@ -177,33 +177,33 @@ class VerifyFastPath:
 
 
 class _Headers:
-    """The few request headers a verify call needs, in one pass."""
+    """The few request headers a verify call needs, in one pass; of a header sent twice the first counts, as in the
+    route (Starlette's ``Headers.get``)."""
 
     __slots__ = ("api_key", "forwarded_for", "is_small_json", "user_agent")
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        content_type = length = authorization = b""
+        first: dict[bytes, bytes] = {}
         self.forwarded_for: list[str] = []
-        self.user_agent: str | None = None
         for name, value in raw:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"authorization":
-                authorization = value
-            elif name == b"user-agent":
-                self.user_agent = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
+            if name == b"x-forwarded-for":
                 self.forwarded_for.append(value.decode("latin-1"))
+            elif name in _SINGLE_HEADERS:
+                first.setdefault(name, value)
+        user_agent = first.get(b"user-agent")
+        self.user_agent = user_agent.decode("latin-1") if user_agent is not None else None
+        length = first.get(b"content-length", b"")
         self.is_small_json = (
-            content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+            first.get(b"content-type", b"").split(b";", 1)[0].strip().lower() == b"application/json"
             and length.isdigit()
             and int(length) <= _FAST_BODY_LIMIT
         )
-        scheme, _, key = authorization.decode("latin-1").partition(" ")
+        scheme, _, key = first.get(b"authorization", b"").decode("latin-1").partition(" ")
         key = key.strip()
         self.api_key = key if scheme.lower() == "bearer" and applications.has_key_shape(key) else None
+
+
+_SINGLE_HEADERS = frozenset({b"content-type", b"content-length", b"authorization", b"user-agent"})
 
 
 def _parse(body: bytes, api_key: str) -> _Call | None:
@@ -215,13 +215,22 @@ def _parse(body: bytes, api_key: str) -> _Call | None:
     if type(fields) is not dict or not fields.keys() <= _FIELDS:
         return None
     username, code, method = fields.get("username"), fields.get("code"), fields.get("method")
-    if type(username) is not str or not 1 <= len(username) <= _USERNAME_MAX:
+    if type(username) is not str or not 1 <= len(username) <= _USERNAME_MAX or not _is_unicode(username):
         return None
-    if type(code) is not str or not 1 <= len(code) <= _CODE_MAX:
+    if type(code) is not str or not 1 <= len(code) <= _CODE_MAX or not _is_unicode(code):
         return None
     if method is not None and (type(method) is not str or method not in _METHODS):
         return None
     return _Call(api_key, username, code, _METHODS[method] if method is not None else None)
+
+
+def _is_unicode(text: str) -> bool:
+    """JSON's ``\\ud800`` escapes make strings no UTF-8 can hold; the route's model refuses them (422)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _replaying(messages: list[Message], receive: Receive) -> Receive:
