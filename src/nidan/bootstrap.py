@@ -143,6 +143,12 @@ def share_one_malloc_arena() -> bool:
         return False
 
 
+def hashing_threads(cpus: int | None, workers: int) -> int:
+    """Password-hashing threads for one of ``workers`` processes: one per core between them. Each thread that has
+    hashed keeps an argon2 buffer of the memory cost, and more hashes at once than cores only share the cores."""
+    return max(1, (cpus or 1) // workers)
+
+
 def build_runtime(
     settings: Settings, *, clock: Clock | None = None, random_bytes: RandomSource | None = None
 ) -> Runtime:
@@ -171,7 +177,9 @@ def build_runtime(
         random_bytes=random_bytes or os.urandom,
         keyring=keys.ring,
         hash_key=keys.hash_key,
-        passwords=PasswordHashing(cost, hashers=ThreadPoolExecutor(os.cpu_count(), "argon2")),
+        passwords=PasswordHashing(
+            cost, hashers=ThreadPoolExecutor(hashing_threads(os.cpu_count(), settings.server.workers), "argon2")
+        ),
         recovery_hash=cost,
         issuer=security.issuer,
         session_lifetime=timedelta(hours=security.session_lifetime_hours),

@@ -464,6 +464,8 @@ def test_serve_with_workers_hands_settings_to_the_workers(
     }
     assert environment["NIDAN_DATA_DIR"] == str(settings.data_dir.resolve())
     assert environment["NIDAN_DATABASE_URL"] == settings.resolved_database_url
+    # Each worker sizes its password-hashing threads by its share of the cores.
+    assert environment["NIDAN_SERVER_WORKERS"] == "3"
     assert "NIDAN_KEYS_DIR" not in environment
 
 

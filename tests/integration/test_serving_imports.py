@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nidan.bootstrap import share_one_malloc_arena
+from nidan.bootstrap import hashing_threads, share_one_malloc_arena
 
 #: Never needed by a worker on SQLite: PostgreSQL's driver and SQLAlchemy dialect (about 9 + 2 MiB), the HTTP
 #: client of ``nidan.client`` (5 MiB), a WebSocket implementation (nidan serves none), Alembic on a current database.
@@ -74,3 +74,13 @@ def test_threads_share_one_malloc_arena_on_glibc_unless_the_operator_chose(monke
     assert share_one_malloc_arena() is False
     monkeypatch.delenv("GLIBC_TUNABLES")
     assert share_one_malloc_arena() is (platform.libc_ver()[0] == "glibc")
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "threads"), [(2, 1, 2), (2, 2, 1), (8, 3, 2), (2, 4, 1), (None, 1, 1), (16, 1, 16)]
+)
+def test_the_workers_of_a_server_hash_on_one_thread_per_core_between_them(
+    cpus: int | None, workers: int, threads: int
+) -> None:
+    """Each argon2 thread holds a buffer of the memory cost: more of them than cores only adds memory."""
+    assert hashing_threads(cpus, workers) == threads

@@ -67,8 +67,10 @@ def banner(runtime: Runtime, *, host: str, port: int, workers: int, setup_token:
     return "\n".join(lines)
 
 
-def export_for_workers(state: CliState, settings: Settings) -> None:
-    """Worker processes rebuild settings from the environment: hand them the same, as absolute values."""
+def export_for_workers(state: CliState, settings: Settings, workers: int) -> None:
+    """Worker processes rebuild settings from the environment: hand them the same, as absolute values, and how
+    many they are (each sizes its password-hashing threads by its share of the cores)."""
+    os.environ["NIDAN_SERVER_WORKERS"] = str(workers)
     os.environ["NIDAN_DATA_DIR"] = str(settings.data_dir.resolve())
     os.environ["NIDAN_DATABASE_URL"] = settings.resolved_database_url
     if settings.keys_dir is not None:
@@ -99,14 +101,17 @@ def serve(
         settings = load_settings(state.config)
         host = host if host is not None else settings.server.host
         port = port if port is not None else settings.server.port
-        workers = workers if workers is not None else settings.server.workers
+        if workers is not None and workers != settings.server.workers:
+            # The runtime sizes its password-hashing threads by the worker count actually run.
+            settings = settings.model_copy(update={"server": settings.server.model_copy(update={"workers": workers})})
+        workers = settings.server.workers
         runtime = build_runtime(settings)
         token = setup.issue_setup_token(runtime.services) if setup.needs_setup(runtime.services) else None
     typer.echo(banner(runtime, host=host, port=port, workers=workers, setup_token=token))
     sys.stdout.flush()
     if workers > 1:
         runtime.engine.dispose()
-        export_for_workers(state, settings)
+        export_for_workers(state, settings, workers)
     # The web face owns running itself; imported here so other commands never load the web stack.
     from nidan.web import server
 
