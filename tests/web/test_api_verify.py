@@ -6,6 +6,7 @@ answer for a wrong code, a replayed code, an unknown user and a user without 2FA
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -348,6 +349,45 @@ def test_bodies_the_fast_path_leaves_to_the_route_are_answered_by_it(client: Tes
     assert answered.status_code == 200 and answered.json()["ok"] is True, answered.text
     # Every answer carries the correlation id and no-store, as every API answer does.
     assert answered.headers["x-correlation-id"] and answered.headers["cache-control"] == "no-store"
+
+
+def test_a_caller_that_goes_away_before_its_body_is_whole_is_not_answered(runtime: Runtime) -> None:
+    """The body's first part is a whole call, then the client disconnects: nothing is checked or spent, as the
+    route (which reads the body whole first) would do."""
+    ctx = runtime.services
+    secret, _ = totp_user(ctx)
+    key = add_app(ctx)["Authorization"].encode()
+    body = json.dumps({"username": "alice", "code": code_at(secret, ctx)}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": VERIFY,
+        "raw_path": VERIFY.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", key),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body) + 10).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+    incoming = [{"type": "http.request", "body": body, "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(create_app(runtime=runtime)(scope, receive, send))
+    assert not any(m["type"] == "http.response.start" and m["status"] == 200 for m in sent)
+    assert events(ctx, EventType.VERIFY_SUCCEEDED) == [] and events(ctx, EventType.VERIFY_FAILED) == []
 
 
 def test_the_fast_path_answers_well_formed_calls_without_the_route(runtime: Runtime) -> None:

@@ -160,7 +160,9 @@ class VerifyFastPath:
             body += message.get("body", b"")
             if len(body) > _FAST_BODY_LIMIT or not message.get("more_body", False):
                 break
-        call = _parse(body, headers.api_key) if not messages[-1].get("more_body", False) else None
+        last = messages[-1]
+        whole = last["type"] == "http.request" and not last.get("more_body", False)
+        call = _parse(body, headers.api_key) if whole else None
         if call is None:
             await self.app(scope, _replaying(messages, receive), send)
             return
