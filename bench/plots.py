@@ -145,11 +145,18 @@ USER_COUNT_LABEL = "user-count"
 def users_series(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """nidan's usable user-count runs per configuration, by user count, where there are at least two counts (the
     matrix's main runs send other traffic for longer, so they are left out)."""
-    series: dict[str, dict[int, dict[str, Any]]] = {}
+    series: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for run in runs:
         if run["system"] == "nidan" and run.get("label") == USER_COUNT_LABEL and usable(run) and "users" in run:
-            series.setdefault(label(run), {})[int(run["users"])] = run
-    return {k: [v[n] for n in sorted(v)] for k, v in series.items() if len(v) >= 2}
+            series.setdefault(label(run), {}).setdefault(int(run["users"]), []).append(run)
+    return {k: [median_run(v[n]) for n in sorted(v)] for k, v in series.items() if len(v) >= 2}
+
+
+def median_run(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of a size's rounds, the one with the median p99 (of an odd count, the one the target takes; of an even
+    count, the lower middle)."""
+    ordered = sorted(rounds, key=lambda r: float(r["latency_ms"]["p99"]))
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def number(value: float) -> str:
