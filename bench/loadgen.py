@@ -102,7 +102,7 @@ def run_wrk(
         "BENCH_BODIES": str(bodies),
         "BENCH_API_KEY": api_key,
         "BENCH_THREADS": str(threads),
-        "BENCH_LUA_DIR": str(SCRIPT.parent),  # codes.lua, which the scripts load
+        "BENCH_LUA_DIR": str(SCRIPT.parent),  # codes.lua and report.lua, which the scripts load
         **(extra_env or {}),
     }
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s"]

@@ -79,23 +79,8 @@ function response(status, headers, body)
   end
 end
 
+local report = dofile(os.getenv("BENCH_LUA_DIR") .. "/report.lua")
+
 function done(summary, latency, requests)
-  local total_throttled, total_errors = 0, 0
-  for _, thread in ipairs(threads) do
-    total_throttled = total_throttled + thread:get("throttled")
-    total_errors = total_errors + thread:get("errors")
-    io.write(thread:get("samples"))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    '\nBENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
-      .. '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"non_2xx":%d,'
-      .. '"ok":0,"rejected":0,"throttled":%d,"errors":%d,"exhausted":0,'
-      .. '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p99_9":%d}}\n',
-    summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.timeout, e.status,
-    total_throttled, total_errors,
-    latency.min, latency.mean, latency.max,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)
-  ))
+  report.done(threads, { throttled = "throttled", errors = "errors" }, summary, latency)
 end

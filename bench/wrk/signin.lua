@@ -111,24 +111,9 @@ function response(status, headers, body)
   end
 end
 
+local report = dofile(os.getenv("BENCH_LUA_DIR") .. "/report.lua")
+
 function done(summary, latency, requests)
-  local totals = { signins = 0, logins = 0, throttled = 0, errors = 0, exhausted = 0 }
-  for _, thread in ipairs(threads) do
-    for name, _ in pairs(totals) do
-      totals[name] = totals[name] + thread:get(name)
-    end
-    io.write(thread:get("samples"))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    '\nBENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
-      .. '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"non_2xx":%d,'
-      .. '"ok":%d,"signins":%d,"logins":%d,"rejected":0,"throttled":%d,"errors":%d,"exhausted":%d,'
-      .. '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p99_9":%d}}\n',
-    summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.timeout, e.status,
-    totals.signins, totals.signins, totals.logins, totals.throttled, totals.errors, totals.exhausted,
-    latency.min, latency.mean, latency.max,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)
-  ))
+  report.done(threads, { ok = "signins", signins = "signins", logins = "logins", throttled = "throttled", errors = "errors",
+      exhausted = "exhausted" }, summary, latency)
 end

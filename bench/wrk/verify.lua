@@ -174,26 +174,9 @@ function response(status, headers, body)
   end
 end
 
+local report = dofile(os.getenv("BENCH_LUA_DIR") .. "/report.lua")
+
 function done(summary, latency, requests)
-  local totals = { ok = 0, rejected = 0, throttled = 0, errors = 0, exhausted = 0 }
-  for _, thread in ipairs(threads) do
-    totals.ok = totals.ok + thread:get("ok_count")
-    totals.rejected = totals.rejected + thread:get("rejected")
-    totals.throttled = totals.throttled + thread:get("throttled")
-    totals.errors = totals.errors + thread:get("errors")
-    totals.exhausted = totals.exhausted + thread:get("exhausted")
-    io.write(thread:get("samples"))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    '\nBENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
-      .. '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"non_2xx":%d,'
-      .. '"ok":%d,"rejected":%d,"throttled":%d,"errors":%d,"exhausted":%d,'
-      .. '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p99_9":%d}}\n',
-    summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.timeout, e.status,
-    totals.ok, totals.rejected, totals.throttled, totals.errors, totals.exhausted,
-    latency.min, latency.mean, latency.max,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)
-  ))
+  report.done(threads, { ok = "ok_count", rejected = "rejected", throttled = "throttled", errors = "errors",
+      exhausted = "exhausted" }, summary, latency)
 end
