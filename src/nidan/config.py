@@ -45,6 +45,8 @@ class ServerSettings(_Section):
     public_url: str | None = None
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: One line per request on standard output (no query strings); off when a proxy in front keeps its own.
+    access_log: bool = True
     #: Reverse proxies whose ``X-Forwarded-For`` is believed (addresses or CIDRs; env: comma-separated).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

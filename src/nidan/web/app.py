@@ -60,8 +60,3 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=runtime.settings.server.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
     return app
-
-
-def app_from_environment() -> FastAPI:
-    """Entry point for ``uvicorn --factory`` worker processes: settings come from the environment."""
-    return create_app()
