@@ -23,7 +23,18 @@ def current_correlation_id() -> str:
     return _current.get()
 
 
+#: Where the request's id is kept in the ASGI scope, for a second ``CorrelationIdMiddleware`` further in.
+SCOPE_KEY = "nidan.correlation_id"
+
+
 class CorrelationIdMiddleware:
+    """Gives each HTTP request its correlation id (the caller's, when it is a plain token) and every answer the
+    ``X-Correlation-ID`` and ``Cache-Control: no-store`` headers, and answers a crash with a 500 that carries the id.
+
+    The verify API's front door runs one ahead of FastAPI's stack (``nidan.web.app``), and the stack keeps its
+    own for every other path: an instance that finds the request numbered already keeps that id and leaves the
+    headers to the outer one, but still answers a crash further in."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -31,25 +42,15 @@ class CorrelationIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = ""
-        for name, value in scope["headers"]:
-            if name == b"x-correlation-id":
-                incoming = value.decode("latin-1")
-                break
-        correlation_id = incoming if _ACCEPTABLE.match(incoming) else uuid.uuid4().hex
-        token = _current.set(correlation_id)
-
-        # Answers carry sessions, tokens, keys and account state: no cache may keep them. The static files may.
-        cacheable = str(scope.get("path", "")).startswith("/static/")
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-correlation-id", correlation_id.encode("ascii")))
-                if not cacheable and not any(name.lower() == b"cache-control" for name, _ in headers):
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
-            await send(message)
+        numbered = scope.get(SCOPE_KEY)
+        token = None
+        if isinstance(numbered, str):
+            correlation_id, send_with_id = numbered, send
+        else:
+            correlation_id = _incoming_or_new(scope)
+            scope[SCOPE_KEY] = correlation_id
+            token = _current.set(correlation_id)
+            send_with_id = _with_headers(send, correlation_id, str(scope.get("path", "")))
 
         started = False
 
@@ -70,7 +71,33 @@ class CorrelationIdMiddleware:
             response = problem_response(500, "internal_error", NidanError.default_message)
             await response(scope, receive, send_with_id)
         finally:
-            _current.reset(token)
+            if token is not None:
+                _current.reset(token)
+
+
+def _incoming_or_new(scope: Scope) -> str:
+    incoming = ""
+    for name, value in scope["headers"]:
+        if name == b"x-correlation-id":
+            incoming = value.decode("latin-1")
+            break
+    return incoming if _ACCEPTABLE.match(incoming) else uuid.uuid4().hex
+
+
+def _with_headers(send: Send, correlation_id: str, path: str) -> Send:
+    # Answers carry sessions, tokens, keys and account state: no cache may keep them. The static files may.
+    cacheable = path.startswith("/static/")
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            headers.append((b"x-correlation-id", correlation_id.encode("ascii")))
+            if not cacheable and not any(name.lower() == b"cache-control" for name, _ in headers):
+                headers.append((b"cache-control", b"no-store"))
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_id
 
 
 class BodySizeLimitMiddleware:

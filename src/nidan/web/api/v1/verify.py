@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nidan.core.models import ClientInfo, Method
@@ -110,7 +111,8 @@ def _verify(
 # --- The same endpoint without FastAPI's request machinery, for the calls that need none of it ---------------------
 
 PATH = "/api/v1/verify"
-#: Bodies up to this size are read here; a larger one (never a well-formed call) goes to the route as it came.
+#: Bodies up to this size (or ``server.max_body_bytes``, when smaller) are read here; a larger one (never a
+#: well-formed call) goes to the route as it came.
 _FAST_BODY_LIMIT = 2048
 _METHODS = {method.value: method for method in Method}
 _FIELDS = frozenset(VerifyRequest.model_fields)
@@ -125,30 +127,32 @@ class _Call:
 
 
 class VerifyFastPath:
-    """ASGI middleware answering well-formed verify calls itself: the busiest endpoint spends most of its time in
-    FastAPI's routing, dependency solving and validation otherwise, for a body of three strings.
+    """ASGI app answering well-formed verify calls itself, ahead of FastAPI's whole stack (its routing, dependency
+    solving and validation, and its own middleware): the busiest endpoint spends most of its time there
+    otherwise, for a body of three strings. ``nidan.web.app`` puts it behind a ``CorrelationIdMiddleware`` of its
+    own, so its answers carry a correlation id, the no-store header and a 500 with the id after a crash, as every
+    other answer does.
 
     It answers only a call the route would accept: JSON of at most the route's fields, each of the right type and
-    length, with an application key of the right shape. Anything else (malformed JSON, a missing or extra field, a
-    missing key, a large body) is handed to the FastAPI route unchanged, body included, so that every refusal is
-    written once, there. What a call does is the same function either way: ``verify.verify_for_key`` with the same
-    client details, answered with the same body and the same error table; the tests run every verify call both
-    ways (``app.state.verify_fast_path``)."""
+    length, with an application key of the right shape, in a body within the size limit. Anything else (malformed
+    JSON, a missing or extra field, a missing key, a large body) is handed to ``fallback`` (FastAPI's stack)
+    unchanged, body included, so that every refusal is written once, in the route. What a call does is the same
+    function either way: ``verify.verify_for_key`` with the same client details, answered with the same body and
+    the same error table; the tests run every verify call both ways (``app.state.verify_fast_path``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, fallback: ASGIApp, state: State, max_body_bytes: int) -> None:
+        self.fallback = fallback
+        self.state = state
+        self.body_limit = min(_FAST_BODY_LIMIT, max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
+        state = self.state
+        if scope["method"] != "POST" or not state.verify_fast_path:
+            await self.fallback(scope, receive, send)
             return
-        state = scope["app"].state
-        if not state.verify_fast_path:
-            await self.app(scope, receive, send)
-            return
-        headers = _Headers(scope["headers"])
+        headers = _Headers(scope["headers"], self.body_limit)
         if not headers.is_small_json or headers.api_key is None:
-            await self.app(scope, receive, send)
+            await self.fallback(scope, receive, send)
             return
         messages: list[Message] = []
         body = b""
@@ -158,13 +162,13 @@ class VerifyFastPath:
             if message["type"] != "http.request":
                 break  # the client went away: the route sees the same
             body += message.get("body", b"")
-            if len(body) > _FAST_BODY_LIMIT or not message.get("more_body", False):
+            if len(body) > self.body_limit or not message.get("more_body", False):
                 break
         last = messages[-1]
         whole = last["type"] == "http.request" and not last.get("more_body", False)
         call = _parse(body, headers.api_key) if whole else None
         if call is None:
-            await self.app(scope, _replaying(messages, receive), send)
+            await self.fallback(scope, _replaying(messages, receive), send)
             return
         peer = scope.get("client")
         client = client_info_of(
@@ -184,7 +188,7 @@ class _Headers:
 
     __slots__ = ("api_key", "forwarded_for", "is_small_json", "user_agent")
 
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]], body_limit: int) -> None:
         first: dict[bytes, bytes] = {}
         self.forwarded_for: list[str] = []
         for name, value in raw:
@@ -198,7 +202,7 @@ class _Headers:
         self.is_small_json = (
             first.get(b"content-type", b"").split(b";", 1)[0].strip().lower() == b"application/json"
             and length.isdigit()
-            and int(length) <= _FAST_BODY_LIMIT
+            and int(length) <= body_limit
         )
         scheme, _, key = first.get(b"authorization", b"").decode("latin-1").partition(" ")
         key = key.strip()
