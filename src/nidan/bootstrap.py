@@ -108,7 +108,8 @@ def serving_services(runtime: Runtime) -> ServiceContext:
     gate = os.environ.get(COMMIT_GATE_VARIABLE)
     if not gate:
         return runtime.services
-    return replace(runtime.services, uow=SqlUnitOfWorkFactory(runtime.engine, before_commit=commit_gate(Path(gate))))
+    gated = SqlUnitOfWorkFactory(runtime.engine, before_commit=commit_gate(Path(gate)))
+    return replace(runtime.services, uow=gated, shared=gated.shared)
 
 
 #: glibc's ``M_ARENA_MAX`` (``<malloc.h>``): how many malloc arenas the process's threads may use.
@@ -171,8 +172,10 @@ def build_runtime(
         memory_cost_kib=security.argon2_memory_kib,
         parallelism=security.argon2_parallelism,
     )
+    units = SqlUnitOfWorkFactory(engine)
     services = ServiceContext(
-        uow=SqlUnitOfWorkFactory(engine),
+        uow=units,
+        shared=units.shared,
         clock=clock,
         random_bytes=random_bytes or os.urandom,
         keyring=keys.ring,

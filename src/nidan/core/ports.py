@@ -310,8 +310,26 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
 
+class SharedTransaction(Protocol):
+    """One transaction several use cases run in, each in a unit of work of its own (group commit): a unit that
+    commits keeps its changes, one that leaves without committing undoes only its own, and nothing is stored
+    until ``commit``; leaving without it undoes them all. Opening it takes the database's write lock."""
+
+    def units(self) -> UnitOfWork:
+        """A unit of work inside this transaction (one open at a time): a ``UnitOfWorkFactory`` for the use cases."""
+        ...
+
+    def __enter__(self) -> SharedTransaction: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    def commit(self) -> None: ...
+
+
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+class SharedTransactionFactory(Protocol):
+    def __call__(self) -> SharedTransaction: ...
 
 
 class DatabaseAdmin(Protocol):

@@ -1,4 +1,5 @@
-"""The unit of work: one connection, one transaction, one commit per use case."""
+"""The unit of work: one connection, one transaction, one commit per use case; and the shared transaction, in which
+several use cases each run in a savepoint of their own and commit together (group commit)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -15,14 +16,18 @@ from nidan.core import ports
 from nidan.db import repositories as r
 from nidan.db.access_tokens import SqlAccessTokenRepository, SqlApplicationRepository
 from nidan.db.audit import SqlAuditRepository
+from nidan.db.dialects import take_sqlite_write_lock
 from nidan.db.organisations import SqlOrganisationRepository
+from nidan.db.prepared import Prepared
 from nidan.db.throttles import SqlThrottleRepository
 from nidan.errors import DatabaseUnavailable
 
 log = logging.getLogger("nidan.db")
 
 
-class SqlUnitOfWork:
+class _Repositories:
+    """Every repository, on one connection. They hold nothing but the connection."""
+
     users: ports.UserRepository
     organisations: ports.OrganisationRepository
     totp: ports.TotpRepository
@@ -37,21 +42,7 @@ class SqlUnitOfWork:
     applications: ports.ApplicationRepository
     recovery_links: ports.RecoveryLinkRepository
 
-    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
-        self._engine = engine
-        self._before_commit = before_commit
-        self._connection: Connection | None = None
-
-    def __enter__(self) -> SqlUnitOfWork:
-        try:
-            connection = self._engine.connect()
-        except (OperationalError, PoolTimeout) as exc:
-            # Refused (the server's connection limit, or down) or no pooled connection came free: nothing has been
-            # read or written, so the client may simply try again. A failure inside a transaction stays a 500.
-            log.warning("no database connection: %s", str(exc).splitlines()[0])
-            raise DatabaseUnavailable() from exc
-        connection.begin()
-        self._connection = connection
+    def _attach(self, connection: Connection) -> None:
         self.users = r.SqlUserRepository(connection)
         self.organisations = SqlOrganisationRepository(connection)
         self.totp = r.SqlTotpRepository(connection)
@@ -65,28 +56,128 @@ class SqlUnitOfWork:
         self.access_tokens = SqlAccessTokenRepository(connection)
         self.applications = SqlApplicationRepository(connection)
         self.recovery_links = r.SqlRecoveryLinkRepository(connection)
+
+
+def _connect(engine: Engine) -> Connection:
+    try:
+        connection = engine.connect()
+    except (OperationalError, PoolTimeout) as exc:
+        # Refused (the server's connection limit, or down) or no pooled connection came free: nothing has been
+        # read or written, so the client may simply try again. A failure inside a transaction stays a 500.
+        log.warning("no database connection: %s", str(exc).splitlines()[0])
+        raise DatabaseUnavailable() from exc
+    connection.begin()
+    return connection
+
+
+def _end(connection: Connection, error: object) -> None:
+    """Roll back what was not committed and give the connection back; a lost connection is ``DatabaseUnavailable``."""
+    try:
+        if connection.in_transaction():
+            connection.rollback()
+    finally:
+        connection.close()
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        # The database server went away under this connection (a restart, a failover, a killed backend): the
+        # transaction was lost whole, and the pool now reconnects. Try again, not a 500.
+        log.warning("database connection lost: %s", str(error).splitlines()[0])
+        raise DatabaseUnavailable() from error
+
+
+class SqlUnitOfWork(_Repositories):
+    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
+        self._engine = engine
+        self._before_commit = before_commit
+        self._connection: Connection | None = None
+
+    def __enter__(self) -> SqlUnitOfWork:
+        self._connection = _connect(self._engine)
+        self._attach(self._connection)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         assert self._connection is not None
-        error = exc_info[1] if exc_info else None
-        try:
-            if self._connection.in_transaction():
-                self._connection.rollback()
-        finally:
-            self._connection.close()
-            self._connection = None
-        if isinstance(error, DBAPIError) and error.connection_invalidated:
-            # The database server went away under this connection (a restart, a failover, a killed backend): the
-            # transaction was lost whole, and the pool now reconnects. Try again, not a 500.
-            log.warning("database connection lost: %s", str(error).splitlines()[0])
-            raise DatabaseUnavailable() from error
+        connection, self._connection = self._connection, None
+        _end(connection, exc_info[1] if exc_info else None)
 
     def commit(self) -> None:
         assert self._connection is not None
         if self._before_commit is not None:
             self._before_commit()
         self._connection.commit()
+
+
+_SAVEPOINT = Prepared(text("SAVEPOINT nidan_unit"))
+_RELEASE = Prepared(text("RELEASE SAVEPOINT nidan_unit"))
+_ROLLBACK_TO = Prepared(text("ROLLBACK TO SAVEPOINT nidan_unit"))
+
+
+class SqlSharedTransaction:
+    """One transaction for several use cases (``ports.SharedTransaction``, group commit): each use case's unit of
+    work is a savepoint in it, handed out one after the other.
+
+    On SQLite the write lock is taken as it opens: every unit may write, and a transaction that has read under a
+    shared lock cannot always take the write lock later. The repositories hold nothing but the connection, so one
+    set serves every unit."""
+
+    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
+        self._engine = engine
+        self._before_commit = before_commit
+        self._unit: _SavepointUnit | None = None
+
+    def units(self) -> _SavepointUnit:
+        assert self._unit is not None, "units are handed out inside the shared transaction"
+        return self._unit
+
+    def __enter__(self) -> SqlSharedTransaction:
+        connection = _connect(self._engine)
+        try:
+            if connection.dialect.name == "sqlite":
+                take_sqlite_write_lock(connection)
+        except BaseException as error:
+            _end(connection, error)
+            raise
+        self._unit = _SavepointUnit(connection)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._unit is not None
+        unit, self._unit = self._unit, None
+        _end(unit.connection, exc_info[1] if exc_info else None)
+
+    def commit(self) -> None:
+        assert self._unit is not None
+        if self._before_commit is not None:
+            self._before_commit()
+        self._unit.connection.commit()
+
+
+class _SavepointUnit(_Repositories):
+    """A unit of work inside a ``SqlSharedTransaction``: ``SAVEPOINT`` as it opens; ``commit`` releases it (kept
+    until the shared transaction commits); leaving without it rolls back to it, undoing this unit's work only."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._open = False
+        self._committed = False
+        self._attach(connection)
+
+    def __enter__(self) -> _SavepointUnit:
+        assert not self._open, "one unit of a shared transaction at a time"
+        _SAVEPOINT.rowcount(self.connection)
+        self._open, self._committed = True, False
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._open = False
+        if not self._committed:
+            _ROLLBACK_TO.rowcount(self.connection)
+            _RELEASE.rowcount(self.connection)
+
+    def commit(self) -> None:
+        assert self._open and not self._committed
+        _RELEASE.rowcount(self.connection)
+        self._committed = True
 
 
 class SqlUnitOfWorkFactory:
@@ -97,6 +188,9 @@ class SqlUnitOfWorkFactory:
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, self.before_commit)
+
+    def shared(self) -> SqlSharedTransaction:
+        return SqlSharedTransaction(self.engine, self.before_commit)
 
 
 #: The longest a gated commit waits for the test, so a forgotten gate never hangs a process for good.

@@ -8,7 +8,7 @@ from datetime import timedelta
 from nidan.core.backoff import BackoffPolicy
 from nidan.core.passwords import PasswordHashing
 from nidan.core.policy import OrgPolicy
-from nidan.core.ports import Clock, RandomSource, UnitOfWorkFactory
+from nidan.core.ports import Clock, RandomSource, SharedTransactionFactory, UnitOfWorkFactory
 from nidan.core.recovery import HashParameters
 from nidan.core.sealing import KeyRing
 from nidan.core.tokens import token_hash
@@ -39,6 +39,8 @@ class ServiceContext:
     password_authentication_for_git: bool = True
     #: The policy a new organisation starts with.
     default_org_policy: OrgPolicy = field(default_factory=OrgPolicy)
+    #: One transaction for several use cases at once (group commit), where a face batches calls; ``None``: none.
+    shared: SharedTransactionFactory | None = None
 
     def hash_token(self, token: str, purpose: str) -> bytes:
         return token_hash(self.hash_key, token, purpose=purpose)

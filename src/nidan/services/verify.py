@@ -10,8 +10,9 @@ who exists; unknown names are counted by name, so they are blocked exactly as kn
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 
 from nidan.core import recovery, totp
@@ -24,6 +25,8 @@ from nidan.errors import InvalidCode, NidanError, VerificationLocked
 from nidan.services import applications, audit, factors, throttling
 from nidan.services.context import ServiceContext
 from nidan.services.signin import INVALID_USERNAME_KEY
+
+log = logging.getLogger("nidan.services.verify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,68 @@ def verify_for_key(
         return _verify_totp(ctx, find, username_key(username), code, client)
     application = applications.authenticate(ctx, api_key)
     return _verify_with_reservation(ctx, application, username, code, chosen, client)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyCall:
+    """One call of the verify API, as ``verify_for_key`` takes it."""
+
+    api_key: str
+    username: str
+    code: str
+    method: Method | None
+    client: ClientInfo
+
+    @property
+    def is_totp(self) -> bool:
+        """Whether it is checked as an authenticator code (microseconds; a recovery code costs an argon2id)."""
+        return (self.method or guess_method(self.code)) is Method.TOTP
+
+
+def verify_call(ctx: ServiceContext, call: VerifyCall) -> VerifyResult:
+    return verify_for_key(
+        ctx, api_key=call.api_key, username=call.username, code=call.code, method=call.method, client=call.client
+    )
+
+
+def verify_together(ctx: ServiceContext, calls: Sequence[VerifyCall]) -> list[VerifyResult | Exception]:
+    """Authenticator-code calls that arrived together, checked in ONE transaction (group commit): each call in a
+    unit of work of its own inside it (a savepoint), exactly as ``verify_call`` checks it alone, and all committed
+    at once, before any answer is given. A write transaction's fixed cost (the lock, the commit's write of each
+    changed page) is paid once for all of them; the same audit and throttle rows are written, in the same order.
+
+    Each call's outcome, in order: its ``VerifyResult``, or the error it raised (a ``NidanError`` is an answer:
+    401, 429 ...). If the shared transaction cannot be had or committed (``DatabaseUnavailable``), that is every
+    call's outcome: nothing was stored. If a call fails any other way (a bug, the disk), nothing of the batch is
+    kept and each call is checked again on its own, so that one failing call takes no other with it."""
+    if ctx.shared is None or len(calls) < 2:
+        return [_outcome(ctx, call) for call in calls]
+    assert all(call.is_totp for call in calls), "recovery codes (argon2id) never hold a shared write lock"
+    outcomes: list[VerifyResult | Exception] = []
+    try:
+        with ctx.shared() as shared:
+            inside = replace(ctx, uow=shared.units, shared=None)
+            for call in calls:
+                try:
+                    outcomes.append(verify_call(inside, call))
+                except NidanError as error:
+                    outcomes.append(error)
+            shared.commit()
+    except NidanError as error:
+        return [error] * len(calls)
+    except Exception:
+        log.exception(
+            "a verify call failed inside a shared transaction: the %d calls are checked one by one", len(calls)
+        )
+        return [_outcome(ctx, call) for call in calls]
+    return outcomes
+
+
+def _outcome(ctx: ServiceContext, call: VerifyCall) -> VerifyResult | Exception:
+    try:
+        return verify_call(ctx, call)
+    except Exception as error:  # handed to the caller: it answers each call with its own error
+        return error
 
 
 def _verify_with_reservation(

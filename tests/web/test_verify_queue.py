@@ -1,0 +1,98 @@
+"""The verify API on embedded SQLite: calls that arrive in the same turn of the event loop are checked together in
+one transaction (``VerifyQueue``), each answered as it would be alone; recovery codes never join them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from nidan.bootstrap import Runtime
+from nidan.core.access_tokens import APP_KEY_PREFIX
+from nidan.core.tokens import new_token
+from nidan.services.context import ServiceContext
+from nidan.web.api.v1.verify import VerifyQueue
+from nidan.web.app import NidanApp, create_app
+from tests.helpers import auth_header, code_at
+from tests.integration.test_verify_together import Counted, api_key
+from tests.web.test_api_verify import VERIFY, totp_user, wrong_code
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def queued_app(runtime: Runtime) -> tuple[NidanApp, Counted]:
+    app = create_app(runtime=runtime)
+    counted = Counted(runtime.services)
+    app.state.verify_queue = VerifyQueue(replace(runtime.services, shared=counted))
+    return app, counted
+
+
+async def post_together(app: NidanApp, bodies: list[dict[str, str]], key: str) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.4", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://nidan") as client:
+        return await asyncio.gather(*(client.post(VERIFY, json=body, headers=auth_header(key)) for body in bodies))
+
+
+def test_calls_of_one_turn_share_a_transaction_and_each_gets_its_answer(runtime: Runtime) -> None:
+    ctx = runtime.services
+    secrets = {name: totp_user(ctx, name)[0] for name in ("alice", "bob", "carol")}
+    key = api_key(ctx)
+    app, counted = queued_app(runtime)
+    bodies = [
+        {"username": "alice", "code": code_at(secrets["alice"], ctx)},
+        {"username": "bob", "code": wrong_code(secrets["bob"], ctx)},
+        {"username": "carol", "code": code_at(secrets["carol"], ctx)},
+        {"username": "alice", "code": code_at(secrets["alice"], ctx)},  # a replay within the same transaction
+    ]
+    answers = asyncio.run(post_together(app, bodies, key))
+    assert [r.status_code for r in answers] == [200] * 4
+    assert [r.json()["ok"] for r in answers] == [True, False, True, False]
+    assert answers[3].json()["error"]["code"] == "invalid_code"
+    assert counted.opened == 1
+    # Each answer carries its own correlation id.
+    assert len({r.headers["x-correlation-id"] for r in answers}) == 4
+
+
+def test_a_call_alone_opens_no_shared_transaction(runtime: Runtime) -> None:
+    ctx = runtime.services
+    secret, _ = totp_user(ctx)
+    key = api_key(ctx)
+    app, counted = queued_app(runtime)
+    (answer,) = asyncio.run(post_together(app, [{"username": "alice", "code": code_at(secret, ctx)}], key))
+    assert answer.json()["ok"] is True
+    assert counted.opened == 0
+
+
+def test_recovery_codes_are_checked_apart_and_errors_stay_each_calls_own(runtime: Runtime) -> None:
+    ctx: ServiceContext = runtime.services
+    secret, codes = totp_user(ctx)
+    key = api_key(ctx)
+    app, counted = queued_app(runtime)
+    bodies = [
+        {"username": "alice", "code": codes[0]},
+        {"username": "alice", "code": code_at(secret, ctx)},
+        {"username": "nobody", "code": "123456"},
+    ]
+    answers = asyncio.run(post_together(app, bodies, key))
+    assert [r.json()["ok"] for r in answers] == [True, True, False]
+    assert answers[0].json()["method"] == "recovery_code"
+    assert counted.opened == 1  # the two authenticator codes; the recovery code went to the thread pool
+    unknown = new_token(lambda n: bytes(n), prefix=APP_KEY_PREFIX)  # the shape of a key, but no application's
+    wrong_key = asyncio.run(post_together(app, [{"username": "alice", "code": "123456"}] * 2, unknown))
+    assert [r.status_code for r in wrong_key] == [401, 401]
+    assert counted.opened == 2  # checked together: each call is refused on its own
+    assert all(r.json()["error"]["code"] == "app_key_invalid" for r in wrong_key)
+
+
+def test_more_calls_than_one_transaction_takes_are_checked_in_turns(runtime: Runtime) -> None:
+    ctx = runtime.services
+    count = VerifyQueue.MAX_TOGETHER + 5
+    secrets = {f"user{n}": totp_user(ctx, f"user{n}")[0] for n in range(count)}
+    key = api_key(ctx)
+    app, counted = queued_app(runtime)
+    bodies = [{"username": name, "code": code_at(secret, ctx)} for name, secret in secrets.items()]
+    answers = asyncio.run(post_together(app, bodies, key))
+    assert all(r.json()["ok"] for r in answers)
+    assert counted.opened == 2
