@@ -138,11 +138,11 @@ def test_a_call_that_fails_is_undone_with_the_batch_and_the_others_are_checked_a
     real = verify.verify_call
     failures = []
 
-    def failing_for_carol(inner: ServiceContext, one: VerifyCall) -> VerifyResult:
+    def failing_for_carol(inner: ServiceContext, one: VerifyCall, known: Any = None) -> VerifyResult:
         if one.username == "carol":
             failures.append(inner.shared is None)  # inside the shared transaction, or alone
             raise OSError("disk I/O error")
-        return real(inner, one)
+        return real(inner, one, known)
 
     monkeypatch.setattr(verify, "verify_call", failing_for_carol)
     outcomes = verify.verify_together(
@@ -224,3 +224,17 @@ def test_recovery_codes_are_never_checked_together(runtime: Runtime, users: dict
     assert not VerifyCall(key, "alice", "123456", Method.RECOVERY_CODE, CALLER).is_totp
     with pytest.raises(AssertionError):
         verify.verify_together(ctx, [call(key, "alice", "abcd-efgh"), call(key, "bob", "abcd-efgh")])
+
+
+def test_a_key_is_known_for_one_shared_transaction_only(runtime: Runtime, users: dict[str, str]) -> None:
+    ctx = runtime.services
+    key = api_key(ctx)
+    first = verify.verify_together(
+        ctx, [call(key, "alice", code_at(users["alice"], ctx)), call(key, "bob", code_at(users["bob"], ctx))]
+    )
+    assert answers(first) == [(True, "alice", None), (True, "bob", None)]
+    applications.remove(ctx, name="wiki", actor=None, client=CLIENT)
+    second = verify.verify_together(
+        ctx, [call(key, "carol", code_at(users["carol"], ctx)), call(key, "dave", code_at(users["dave"], ctx))]
+    )
+    assert all(isinstance(o, AppKeyInvalid) for o in second)

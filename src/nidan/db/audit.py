@@ -24,7 +24,9 @@ _TAKE_NEXT_SEQ = Prepared(
 _INSERT_EVENT = Prepared(
     insert(t.audit_events), columns=[column.name for column in t.audit_events.c if not column.primary_key]
 )
-_SET_HEAD_HASH = Prepared(update(t.audit_chain_head).where(_head.id == HEAD_ID).values(hash=bindparam("new_hash")))
+_SET_HEAD = Prepared(
+    update(t.audit_chain_head).where(_head.id == HEAD_ID).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 
 
 def _details(raw: str) -> dict[str, Any]:
@@ -57,14 +59,25 @@ def _record(row: Any) -> AuditRecord:
 
 
 class SqlAuditRepository:
+    """Appends lock the chain head row (the write lock on SQLite) until the transaction ends, so after its first
+    append a transaction knows the head without reading it: the next appends skip that statement. A savepoint
+    rolled back (``forget_head``) may have undone an append, so the head is read again after one."""
+
     def __init__(self, connection: Connection) -> None:
         self._c = connection
+        self._head: ChainHead | None = None
+
+    def forget_head(self) -> None:
+        self._head = None
 
     def append(self, event: AuditEvent) -> AuditRecord:
-        taken = _TAKE_NEXT_SEQ.first(self._c)
-        if taken is None:
-            raise ConfigurationError("The audit log's chain head row is missing: the database was altered by hand.")
-        seq, prev_hash = int(taken.seq), str(taken.hash)
+        if self._head is None:
+            taken = _TAKE_NEXT_SEQ.first(self._c)
+            if taken is None:
+                raise ConfigurationError("The audit log's chain head row is missing: the database was altered by hand.")
+            seq, prev_hash = int(taken.seq), str(taken.hash)
+        else:
+            seq, prev_hash = self._head.seq + 1, self._head.hash
         digest = chain_hash(prev_hash, seq, event)
         row: dict[str, object] = {
             "seq": seq,
@@ -82,7 +95,8 @@ class SqlAuditRepository:
             "hash": digest,
         }
         _INSERT_EVENT.rowcount(self._c, row)
-        _SET_HEAD_HASH.rowcount(self._c, {"new_hash": digest})
+        _SET_HEAD.rowcount(self._c, {"new_seq": seq, "new_hash": digest})
+        self._head = ChainHead(seq=seq, hash=digest)
         return AuditRecord(seq=seq, event=event, prev_hash=prev_hash, hash=digest)
 
     def head(self) -> ChainHead:

@@ -52,7 +52,8 @@ class _Repositories:
         self.setup_tokens = r.SqlSetupTokenRepository(connection)
         self.clock_observations = r.SqlClockObservationRepository(connection)
         self.throttles = SqlThrottleRepository(connection)
-        self.audit = SqlAuditRepository(connection)
+        self._audit = SqlAuditRepository(connection)
+        self.audit = self._audit
         self.access_tokens = SqlAccessTokenRepository(connection)
         self.applications = SqlApplicationRepository(connection)
         self.recovery_links = r.SqlRecoveryLinkRepository(connection)
@@ -171,6 +172,7 @@ class _SavepointUnit(_Repositories):
     def __exit__(self, *exc_info: object) -> None:
         self._open = False
         if not self._committed:
+            self._audit.forget_head()  # an append this unit made is undone
             _ROLLBACK_TO.rowcount(self.connection)
             _RELEASE.rowcount(self.connection)
 

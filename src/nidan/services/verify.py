@@ -100,10 +100,29 @@ class VerifyCall:
         return (self.method or guess_method(self.code)) is Method.TOTP
 
 
-def verify_call(ctx: ServiceContext, call: VerifyCall) -> VerifyResult:
+def verify_call(ctx: ServiceContext, call: VerifyCall, known: KnownApplications | None = None) -> VerifyResult:
+    """``verify_for_key`` for ``call``; with ``known``, an authenticator code's key is looked up through it."""
+    if known is not None and call.is_totp:
+        find = partial(known.authenticate_in, api_key=call.api_key)
+        return _verify_totp(ctx, find, username_key(call.username), call.code, call.client)
     return verify_for_key(
         ctx, api_key=call.api_key, username=call.username, code=call.code, method=call.method, client=call.client
     )
+
+
+class KnownApplications:
+    """The application keys authenticated in one shared transaction: each key is looked up (and its last use
+    noted) once, not once per call. Kept for that transaction only, so a key removed since is refused next time."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self._found: dict[str, Application] = {}
+
+    def authenticate_in(self, uow: UnitOfWork, *, api_key: str) -> Application:
+        found = self._found.get(api_key)
+        if found is None:
+            found = self._found[api_key] = applications.authenticate_in(self._ctx, uow, api_key)
+        return found
 
 
 def verify_together(ctx: ServiceContext, calls: Sequence[VerifyCall]) -> list[VerifyResult | Exception]:
@@ -123,9 +142,10 @@ def verify_together(ctx: ServiceContext, calls: Sequence[VerifyCall]) -> list[Ve
     try:
         with ctx.shared() as shared:
             inside = replace(ctx, uow=shared.units, shared=None)
+            known = KnownApplications(inside)
             for call in calls:
                 try:
-                    outcomes.append(verify_call(inside, call))
+                    outcomes.append(verify_call(inside, call, known))
                 except NidanError as error:
                     outcomes.append(error)
             shared.commit()
