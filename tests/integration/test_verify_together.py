@@ -15,7 +15,7 @@ from nidan.core.audit import EventType
 from nidan.core.models import ClientInfo, Method
 from nidan.core.ports import SharedTransaction
 from nidan.db import tables as t
-from nidan.errors import AppKeyInvalid, DatabaseUnavailable, RateLimited
+from nidan.errors import AppKeyInvalid, DatabaseUnavailable, InvalidInput, RateLimited
 from nidan.services import applications, audit, throttling, verify
 from nidan.services.context import ServiceContext
 from nidan.services.verify import VerifyCall, VerifyResult
@@ -197,6 +197,41 @@ def test_a_unit_left_without_commit_undoes_only_its_own_work(runtime: Runtime) -
     assert kinds[-2:] == [EventType.USER_CREATED.value, EventType.SETUP_COMPLETED.value]
     assert EventType.USER_PASSWORD_SET.value not in kinds
     chain_is_intact(ctx)
+
+
+def test_a_call_refused_after_it_wrote_is_undone_alone(
+    runtime: Runtime, users: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = runtime.services
+    key = api_key(ctx)
+    real = audit.record
+
+    def refusing_carol_after_writing(*args: Any, **kwargs: Any) -> Any:
+        recorded = real(*args, **kwargs)
+        subject = kwargs.get("subject")
+        if subject is not None and subject.username == "carol":
+            raise InvalidInput("refused after the audit event was written")
+        return recorded
+
+    monkeypatch.setattr(audit, "record", refusing_carol_after_writing)
+    outcomes = verify.verify_together(
+        ctx,
+        [
+            call(key, "alice", code_at(users["alice"], ctx)),
+            call(key, "carol", code_at(users["carol"], ctx)),
+            call(key, "bob", code_at(users["bob"], ctx)),
+        ],
+    )
+    assert answers([outcomes[0], outcomes[2]]) == [(True, "alice", None), (True, "bob", None)]
+    assert isinstance(outcomes[1], InvalidInput)
+    succeeded = [
+        r.event.subject_username for r in reversed(audit.all_events(ctx, event_type=EventType.VERIFY_SUCCEEDED))
+    ]
+    assert succeeded == ["alice", "bob"]
+    chain_is_intact(ctx)
+    # carol's step was not spent: her unit was rolled back to its savepoint, audit event and all.
+    monkeypatch.setattr(audit, "record", real)
+    assert verify.verify_call(ctx, call(key, "carol", code_at(users["carol"], ctx))).ok
 
 
 def test_nothing_is_stored_until_the_shared_transaction_commits(runtime: Runtime) -> None:
