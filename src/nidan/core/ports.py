@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -41,6 +42,16 @@ class RandomSource(Protocol):
     def __call__(self, n: int, /) -> bytes: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SecondStep:
+    """A user with what checking their authenticator code needs, read together: their active authenticator
+    (``None``: none) and their second step's backoff state (``None``: never counted)."""
+
+    user: User
+    authenticator: TotpCredential | None
+    backoff: ThrottleState | None
+
+
 class UserRepository(Protocol):
     def add(self, user: NewUser) -> User:
         """Raises ``UsernameTaken`` when the username key exists, even when another transaction just added it."""
@@ -59,6 +70,11 @@ class UserRepository(Protocol):
 
     def lock_by_username_key(self, username_key: str) -> User | None:
         """``get_by_username_key`` and ``lock`` in one step; ``None`` when nobody has that name."""
+        ...
+
+    def lock_for_second_step(self, username_key: str) -> SecondStep | None:
+        """The user locked as ``lock_by_username_key`` locks them, with their active authenticator and their
+        second step's backoff state (scope ``second_factor``, key their id), in one query; ``None``: nobody."""
         ...
 
     def start_grace(self, user_id: int, at: datetime) -> None:

@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, String, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nidan.core.backoff import ThrottleState
 from nidan.core.models import (
     ClockObservation,
     InstanceRole,
@@ -19,9 +20,11 @@ from nidan.core.models import (
     NewUser,
     RecoveryCodeSet,
     SessionRecord,
+    ThrottleScope,
     TotpCredential,
     User,
 )
+from nidan.core.ports import SecondStep
 from nidan.core.sealing import Sealed
 from nidan.db import tables as t
 from nidan.db.dialects import take_sqlite_write_lock
@@ -39,6 +42,29 @@ _USER_BY_ID = Prepared(select(t.users).where(_users.id == bindparam("user_id")))
 _SELECT_USER_BY_KEY = select(t.users).where(_users.username_key == bindparam("key"))
 _USER_BY_KEY = Prepared(_SELECT_USER_BY_KEY)
 _USER_BY_KEY_FOR_UPDATE = Prepared(_SELECT_USER_BY_KEY.with_for_update())
+#: The user with their active authenticator and second-step backoff, for checking a code: one statement, not
+#: three. The authenticator's and the backoff's columns are labelled ``totp_*`` and ``backoff_*``.
+_SECOND_STEP_COLUMNS = (
+    *t.users.c,
+    *(column.label(f"totp_{column.key}") for column in t.totp_credentials.c),
+    *(
+        t.throttles.c[name].label(f"backoff_{name}")
+        for name in ("id", "failures", "blocked_until", "locked_at", "version")
+    ),
+)
+_SELECT_SECOND_STEP = (
+    select(*_SECOND_STEP_COLUMNS)
+    .select_from(t.users)
+    .outerjoin(t.totp_credentials, (_totps.user_id == _users.id) & (_totps.state == ACTIVE))
+    .outerjoin(
+        t.throttles,
+        (t.throttles.c.scope == ThrottleScope.SECOND_FACTOR.value) & (t.throttles.c.key == cast(_users.id, String)),
+    )
+    .where(_users.username_key == bindparam("key"))
+)
+_SECOND_STEP = Prepared(_SELECT_SECOND_STEP)
+# PostgreSQL locks the user's row only (the others may be missing: an outer join's nullable side cannot be locked).
+_SECOND_STEP_FOR_UPDATE = Prepared(_SELECT_SECOND_STEP.with_for_update(of=t.users))
 _LOCK_USER_ROW = Prepared(select(_users.id).where(_users.id == bindparam("user_id")).with_for_update())
 _TOTP_IN_STATE = Prepared(
     select(t.totp_credentials).where(_totps.user_id == bindparam("user_id"), _totps.state == bindparam("state"))
@@ -122,6 +148,31 @@ def user_from_row(row: Any) -> User:
     )
 
 
+def _second_step(row: Any) -> SecondStep:
+    authenticator = None
+    if row.totp_id is not None:
+        authenticator = TotpCredential(
+            id=row.totp_id,
+            user_id=row.totp_user_id,
+            active=True,
+            key_fingerprint=row.totp_key_fingerprint,
+            sealed_secret=row.totp_sealed_secret,
+            created_at=row.totp_created_at,
+            activated_at=row.totp_activated_at,
+            last_used_step=row.totp_last_used_step,
+            drift_steps=row.totp_drift_steps,
+        )
+    backoff = None
+    if row.backoff_id is not None:
+        backoff = ThrottleState(
+            failures=row.backoff_failures,
+            blocked_until=row.backoff_blocked_until,
+            locked_at=row.backoff_locked_at,
+            version=row.backoff_version,
+        )
+    return SecondStep(user_from_row(row), authenticator, backoff)
+
+
 def _totp(row: Any) -> TotpCredential:
     return TotpCredential(
         id=row.id,
@@ -186,6 +237,14 @@ class SqlUserRepository(Repository):
             return self.get_by_username_key(username_key)
         row = _USER_BY_KEY_FOR_UPDATE.first(self._c, {"key": username_key})
         return user_from_row(row) if row else None
+
+    def lock_for_second_step(self, username_key: str) -> SecondStep | None:
+        if self._c.dialect.name == "sqlite":
+            take_sqlite_write_lock(self._c)
+            row = _SECOND_STEP.first(self._c, {"key": username_key})
+        else:
+            row = _SECOND_STEP_FOR_UPDATE.first(self._c, {"key": username_key})
+        return _second_step(row) if row else None
 
     def list_all(self) -> Sequence[User]:
         return [user_from_row(r) for r in self._c.execute(select(t.users).order_by(t.users.c.username_key))]

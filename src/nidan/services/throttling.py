@@ -107,7 +107,12 @@ def reserve(ctx: ServiceContext, subjects: Sequence[Subject]) -> Reservation:
 
 def refuse_if_blocked(uow: UnitOfWork, subject: Subject, now: datetime) -> ThrottleState:
     """The subject's state, read in ``uow``; ``RateLimited`` or ``VerificationLocked`` while it is refused."""
-    current = uow.throttles.get(subject.scope, subject.key) or ThrottleState()
+    return refuse_while_blocked(uow.throttles.get(subject.scope, subject.key), now)
+
+
+def refuse_while_blocked(state: ThrottleState | None, now: datetime) -> ThrottleState:
+    """``refuse_if_blocked`` for a state read already (``None``: never counted)."""
+    current = state or ThrottleState()
     why = backoff.refusal(current, now)
     if why is not None:
         _refuse(why)

@@ -219,13 +219,17 @@ def _verify_totp(
     lock or check), so that how long the answer takes does not tell who exists."""
     with ctx.uow() as uow:
         app: dict[str, Detail] = {"app": application_in(uow).name}
-        user = uow.users.lock_by_username_key(key) if key else None
+        found = uow.users.lock_for_second_step(key) if key else None
+        user = found.user if found is not None else None
         subject = _subject(user, ctx, key)
         try:
-            before = throttling.refuse_if_blocked(uow, subject, ctx.clock.now())
+            if found is not None:
+                before = throttling.refuse_while_blocked(found.backoff, ctx.clock.now())
+            else:
+                before = throttling.refuse_if_blocked(uow, subject, ctx.clock.now())
         except VerificationLocked as locked:
             return VerifyResult(ok=False, method=Method.TOTP, error=locked)
-        credential = uow.totp.get_active(user.id) if user is not None else None
+        credential = found.authenticator if found is not None else None
         if user is None or credential is None:
             _check_like_a_wrong_code(ctx, code)
             details: dict[str, Detail] = {"method": Method.TOTP.value, "username_known": user is not None, **app}
