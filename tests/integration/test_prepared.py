@@ -51,6 +51,21 @@ def test_rows_are_those_sqlalchemy_returns_with_the_same_types(engine: Engine) -
     assert got.last_sign_in_at is None
 
 
+def test_all_rows_are_those_sqlalchemy_returns_in_order(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for name in ("Bea", "Cy"):
+            values = {"username": name, "username_key": name.lower(), "email": f"{name}@example.org"}
+            connection.execute(insert(t.users).values(**values, role="user", password_hash="x", created_at=WHEN))
+    everyone = select(t.users).where(_users.created_at == bindparam("at")).order_by(_users.username_key.desc())
+    with engine.connect() as connection:
+        expected = connection.execute(everyone, {"at": WHEN}).all()
+        got = Prepared(everyone).all(connection, {"at": WHEN})
+        none = Prepared(USER_BY_KEY).all(connection, {"key": "nobody"})
+    assert [tuple(row) for row in got] == [tuple(row) for row in expected]
+    assert [row.username for row in got] == ["Cy", "Bea", "Ada"]
+    assert none == []
+
+
 def test_no_row_is_none(engine: Engine) -> None:
     with engine.connect() as connection:
         assert Prepared(USER_BY_KEY).first(connection, {"key": "nobody"}) is None

@@ -14,6 +14,7 @@ from nidan.core.organisations import DEFAULT_SLUG, Member, Membership, Organisat
 from nidan.core.policy import OrgPolicy, TwoFactorPolicy
 from nidan.db import tables as t
 from nidan.db.dialects import take_sqlite_write_lock
+from nidan.db.prepared import Prepared
 from nidan.db.repositories import Repository, user_from_row
 from nidan.errors import OrganisationExists
 
@@ -29,7 +30,7 @@ def _policy(row: Any) -> OrgPolicy:
 
 _METHODS = {m.value for m in Method}
 #: Built once (bound parameter): every sign-in reads the user's organisations' policies.
-_MEMBERSHIPS_OF = (
+_MEMBERSHIPS_OF = Prepared(
     select(t.organisations, t.memberships.c.role.label("org_role"), t.memberships.c.managed)
     .join(t.memberships, t.memberships.c.organisation_id == t.organisations.c.id)
     .where(t.memberships.c.user_id == bindparam("user_id"))
@@ -138,7 +139,7 @@ class SqlOrganisationRepository(Repository):
     def memberships_of(self, user_id: int) -> Sequence[Membership]:
         return [
             Membership(_organisation(row), OrgRole(row.org_role), bool(row.managed))
-            for row in self._c.execute(_MEMBERSHIPS_OF, {"user_id": user_id})
+            for row in _MEMBERSHIPS_OF.all(self._c, {"user_id": user_id})
         ]
 
     def policies_of(self, user_id: int) -> Sequence[tuple[OrgPolicy, OrgRole]]:

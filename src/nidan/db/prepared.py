@@ -69,6 +69,16 @@ class Prepared:
         assert compiled.row is not None
         return None if raw is None else compiled.row(raw)
 
+    def all(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> list[Any]:
+        """Every row (attributes named by column)."""
+        if _SQL_LOG.isEnabledFor(logging.INFO):
+            return list(connection.execute(self._statement, parameters))
+        compiled, cursor = self._run(connection, parameters)
+        raws = cursor.fetchall()
+        cursor.close()
+        assert compiled.row is not None
+        return [compiled.row(raw) for raw in raws]
+
     def rowcount(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> int:
         """Run a statement without a result: how many rows it changed."""
         if _SQL_LOG.isEnabledFor(logging.INFO):
