@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 
-from nidan.core.passwords import MAX_LENGTH, MIN_LENGTH, PasswordHashing, password_problem, unmatchable_hash
+from nidan.core.passwords import (
+    MAX_LENGTH,
+    MIN_LENGTH,
+    HashPassword,
+    PasswordHashing,
+    PasswordSteps,
+    VerifyPassword,
+    password_problem,
+    run_now,
+    unmatchable_hash,
+)
 from nidan.core.recovery import HashParameters
 
 #: Cheap argon2id parameters, for unit tests only.
@@ -111,3 +124,48 @@ def test_the_made_up_hash_for_unknown_users_is_a_real_one_that_nothing_matches()
     for password in ("", "correct horse battery staple", DUMMY_PASSWORD):
         with pytest.raises(VerifyMismatchError):  # a verify that ran to the end, and did not match
             checker.verify(made_up, password)
+
+
+# --- password work handed to the hashing threads, and use cases written as steps -----------------------------------
+
+
+@pytest.fixture(params=["hashing threads", "in the caller's thread"])
+def either(request: pytest.FixtureRequest) -> Iterator[PasswordHashing]:
+    if request.param == "in the caller's thread":
+        yield PasswordHashing(FAST)
+        return
+    with ThreadPoolExecutor(2, "argon2-test") as hashers:
+        yield PasswordHashing(FAST, hashers=hashers)
+
+
+def test_submitted_work_is_answered_as_done_work(either: PasswordHashing) -> None:
+    stored = either.hash("correct horse battery staple")
+    assert either.submit(VerifyPassword(stored, "correct horse battery staple")).result() is True
+    assert either.submit(VerifyPassword(stored, "wrong")).result() is False
+    assert either.submit(VerifyPassword(None, DUMMY_PASSWORD)).result() is False  # an unknown user
+    assert either.submit(VerifyPassword("not a hash", "x")).result() is False
+    made = either.submit(HashPassword("another password")).result()
+    assert isinstance(made, str) and either.verify(made, "another password")
+    assert either.do(VerifyPassword(stored, "correct horse battery staple")) is True
+
+
+def test_a_password_is_never_shown_by_the_work_that_carries_it() -> None:
+    assert "hunter2" not in repr(VerifyPassword("$argon2id$...", "hunter2"))
+    assert "hunter2" not in repr(HashPassword("hunter2"))
+
+
+def steps_of_a_login(stored: str, typed: str) -> PasswordSteps[str]:
+    matched = yield VerifyPassword(stored, typed)
+    if not matched:
+        raise ValueError("wrong password")
+    rehashed = yield HashPassword(typed)
+    assert isinstance(rehashed, str)
+    return rehashed
+
+
+def test_run_now_sends_each_answer_back_and_returns_the_result(either: PasswordHashing) -> None:
+    stored = either.hash("correct horse battery staple")
+    rehashed = run_now(either, steps_of_a_login(stored, "correct horse battery staple"))
+    assert rehashed != stored and either.verify(rehashed, "correct horse battery staple")
+    with pytest.raises(ValueError, match="wrong password"):
+        run_now(either, steps_of_a_login(stored, "wrong"))

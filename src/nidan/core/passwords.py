@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Callable, Generator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
@@ -18,6 +20,28 @@ MIN_LENGTH = 8
 #: argon2-cffi's default salt length, which the hashes it makes carry.
 SALT_BYTES = 16
 MAX_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPassword:
+    """Work for the hashing threads: does ``password`` match ``stored_hash``? (``None``: an unknown user, checked
+    against a hash nothing matches, in the same time.) The answer is a ``bool``."""
+
+    stored_hash: str | None
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HashPassword:
+    """Work for the hashing threads: a new hash of ``password`` (a ``str``)."""
+
+    password: str = field(repr=False)
+
+
+PasswordWork = VerifyPassword | HashPassword
+#: A use case that needs a password checked or hashed on the way: it yields the work and is sent the answer.
+#: ``run_now`` drives one in the caller's thread; a face with an event loop can await each answer instead.
+PasswordSteps = Generator[PasswordWork, bool | str, T]
 
 
 class PasswordHashing:
@@ -37,22 +61,59 @@ class PasswordHashing:
         # Verified against when the username is unknown, so both answers take the same time.
         self._dummy_hash = unmatchable_hash(params)
 
-    def _run(self, work: Callable[..., T], *args: str) -> T:
+    def _run(self, work: Callable[..., T], *args: str | None) -> T:
         return self._hashers.submit(work, *args).result() if self._hashers else work(*args)
 
     def hash(self, password: str) -> str:
         return self._run(self._hasher.hash, password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
+        return self._run(self._verify_here, stored_hash, password)
+
+    def _verify_here(self, stored_hash: str | None, password: str) -> bool:
         known = bool(stored_hash)
         try:
-            matched = self._run(self._hasher.verify, stored_hash or self._dummy_hash, password)
+            matched = self._hasher.verify(stored_hash or self._dummy_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
         return matched and known
 
+    def do(self, work: PasswordWork) -> bool | str:
+        """``work``, waiting for the answer."""
+        if isinstance(work, VerifyPassword):
+            return self.verify(work.stored_hash, work.password)
+        return self.hash(work.password)
+
+    def submit(self, work: PasswordWork) -> Future[bool | str]:
+        """``work`` handed to the hashing threads, without waiting: the answer's future (done already when there
+        are no hashing threads: then it is computed here)."""
+        call: Callable[[], bool | str]
+        if isinstance(work, VerifyPassword):
+            call = partial(self._verify_here, work.stored_hash, work.password)
+        else:
+            call = partial(self._hasher.hash, work.password)
+        if self._hashers is not None:
+            return self._hashers.submit(call)
+        done: Future[bool | str] = Future()
+        try:
+            done.set_result(call())
+        except Exception as error:  # handed to whoever reads the future, as the executor would
+            done.set_exception(error)
+        return done
+
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)
+
+
+def run_now(hashing: PasswordHashing, steps: PasswordSteps[T]) -> T:
+    """Drive ``steps`` in this thread: each password's work is done (waiting for a hashing thread) and answered."""
+    try:
+        work = next(steps)
+        while True:
+            work = steps.send(hashing.do(work))
+    except StopIteration as done:
+        result: T = done.value
+        return result
 
 
 def unmatchable_hash(params: HashParameters) -> str:

@@ -74,7 +74,8 @@ class UserRepository(Protocol):
 
     def lock_for_second_step(self, username_key: str) -> SecondStep | None:
         """The user locked as ``lock_by_username_key`` locks them, with their active authenticator and their
-        second step's backoff state (scope ``second_factor``, key their id), in one query; ``None``: nobody."""
+        second step's backoff state (scope ``second_factor``, key their id) as they are once the lock is held, read
+        in one query; ``None``: nobody."""
         ...
 
     def start_grace(self, user_id: int, at: datetime) -> None:

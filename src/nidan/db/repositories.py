@@ -63,8 +63,7 @@ _SELECT_SECOND_STEP = (
     .where(_users.username_key == bindparam("key"))
 )
 _SECOND_STEP = Prepared(_SELECT_SECOND_STEP)
-# PostgreSQL locks the user's row only (the others may be missing: an outer join's nullable side cannot be locked).
-_SECOND_STEP_FOR_UPDATE = Prepared(_SELECT_SECOND_STEP.with_for_update(of=t.users))
+_LOCK_USER_BY_KEY = Prepared(select(_users.id).where(_users.username_key == bindparam("key")).with_for_update())
 _LOCK_USER_ROW = Prepared(select(_users.id).where(_users.id == bindparam("user_id")).with_for_update())
 _TOTP_IN_STATE = Prepared(
     select(t.totp_credentials).where(_totps.user_id == bindparam("user_id"), _totps.state == bindparam("state"))
@@ -240,10 +239,13 @@ class SqlUserRepository(Repository):
 
     def lock_for_second_step(self, username_key: str) -> SecondStep | None:
         if self._c.dialect.name == "sqlite":
-            take_sqlite_write_lock(self._c)
-            row = _SECOND_STEP.first(self._c, {"key": username_key})
-        else:
-            row = _SECOND_STEP_FOR_UPDATE.first(self._c, {"key": username_key})
+            take_sqlite_write_lock(self._c)  # nobody else writes until this transaction ends
+        # PostgreSQL locks the user's row first, on its own: one statement that locked it and read the rest would
+        # see the authenticator and backoff rows as they were before it waited for the lock (READ COMMITTED
+        # re-reads only the locked rows then), and a concurrent wrong code would go uncounted.
+        elif _LOCK_USER_BY_KEY.first(self._c, {"key": username_key}) is None:
+            return None
+        row = _SECOND_STEP.first(self._c, {"key": username_key})
         return _second_step(row) if row else None
 
     def list_all(self) -> Sequence[User]:

@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, Method, MfaChallenge, User
+from nidan.core.passwords import HashPassword, PasswordSteps, VerifyPassword, run_now
 from nidan.core.policy import Enrolment, enrolment
 from nidan.core.ports import UnitOfWork
 from nidan.core.tokens import looks_like_token, new_token
@@ -102,16 +103,26 @@ def open_enrolment(
 INVALID_USERNAME_KEY = "~invalid"
 
 
-def login(
-    ctx: ServiceContext, *, username: str, password: str, client: ClientInfo
-) -> Authenticated | MfaRequired | SetupRequired:
+LoginResult = Authenticated | MfaRequired | SetupRequired
+
+
+def login(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> LoginResult:
+    """The first step of signing in, the password checked in this thread (see ``login_steps``)."""
+    return run_now(ctx.passwords, login_steps(ctx, username=username, password=password, client=client))
+
+
+def login_steps(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> PasswordSteps[LoginResult]:
+    """``login`` as steps: it yields the password's argon2id work (``VerifyPassword``, then ``HashPassword`` when
+    the stored hash has older parameters) and is sent each answer, so that a face with an event loop awaits the
+    hashing threads without holding a thread of its own meanwhile. No transaction is open while it waits."""
     key = username_key(username)
     subjects = throttling.password_subjects(ctx, key or INVALID_USERNAME_KEY, client.ip)
     reservation = throttling.reserve(ctx, subjects)
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
     # Unknown users are verified against a dummy hash: the same answer in about the same time.
-    if not ctx.passwords.verify(user.password_hash if user else None, password) or user is None:
+    matched = yield VerifyPassword(user.password_hash if user else None, password)
+    if not matched or user is None:
         with ctx.uow() as uow:
             # Whether the name exists is for administrators' eyes; what was typed is not kept (a password, maybe).
             known: dict[str, Detail] = {"username_known": user is not None}
@@ -121,7 +132,11 @@ def login(
             )
             uow.commit()
         raise InvalidCredentials()
-    rehashed = ctx.passwords.hash(password) if ctx.passwords.needs_rehash(user.password_hash) else None
+    rehashed: str | None = None
+    if ctx.passwords.needs_rehash(user.password_hash):
+        new_hash = yield HashPassword(password)
+        assert isinstance(new_hash, str)
+        rehashed = new_hash
     with ctx.uow() as uow:
         throttling.settle_success(ctx, uow, subjects)
         if rehashed:

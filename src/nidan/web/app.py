@@ -50,6 +50,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app = NidanApp(title="nidan", version=__version__, description=API_DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.services = serving_services(runtime)
     app.state.settings = runtime.settings
+    app.state.storage_is_embedded = runtime.storage_is_embedded
     #: Embedded SQLite checks the verify API's authenticator codes on the event loop, those of a turn together.
     app.state.verify_queue = verify.VerifyQueue(app.state.services) if runtime.storage_is_embedded else None
     #: Off only in tests, which run every verify call both ways.

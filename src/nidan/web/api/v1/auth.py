@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from nidan.core.models import Method
 from nidan.errors import AuthenticationRequired
@@ -16,6 +21,7 @@ from nidan.web.api.v1.schemas import (
     SetupRequiredResponse,
 )
 from nidan.web.deps import Client, Services, bearer_token
+from nidan.web.hashing import awaiting_hashes
 from nidan.web.openapi import errors_documented
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sign-in"])
@@ -41,6 +47,13 @@ def signed_in(ctx: Services, result: signin.Authenticated | signin.SetupRequired
 
 SignInAnswer = AuthenticatedResponse | SetupRequiredResponse
 
+
+def answer(model: BaseModel) -> JSONResponse:
+    """``model`` as its route's response model documents it: a Response spares FastAPI validating and serialising
+    our own model again against the route's union of answers."""
+    return JSONResponse(model.model_dump(mode="json"))
+
+
 LOGIN_DESCRIPTION = """
 Answers one of: `authenticated` (a session; `two_factor_due` when an organisation requires two-step verification
 that is not set up yet, in its grace period), `mfa_required` (send a code to POST /api/v1/auth/mfa), or
@@ -56,15 +69,24 @@ that is not set up yet, in its grace period), `mfa_required` (send a code to POS
     summary="First step: username and password",
     description=LOGIN_DESCRIPTION,
 )
-def login(body: LoginRequest, ctx: Services, client: Client) -> SignInAnswer | MfaRequiredResponse:
-    result = signin.login(ctx, username=body.username, password=body.password, client=client)
+async def login(request: Request, body: LoginRequest, ctx: Services, client: Client) -> JSONResponse:
+    # The password's argon2id runs on the hashing threads. On embedded SQLite the rest takes microseconds and runs
+    # right here, the hash awaited; a database server's round trips go to a request thread with the whole login.
+    if request.app.state.storage_is_embedded:
+        steps = signin.login_steps(ctx, username=body.username, password=body.password, client=client)
+        result = await awaiting_hashes(ctx.passwords, steps)
+    else:
+        check = partial(signin.login, ctx, username=body.username, password=body.password, client=client)
+        result = await run_in_threadpool(check)
     if isinstance(result, signin.MfaRequired):
-        return MfaRequiredResponse(
-            mfa_token=result.mfa_token,
-            methods=result.methods,
-            expires_in=int(ctx.mfa_token_lifetime.total_seconds()),
+        return answer(
+            MfaRequiredResponse(
+                mfa_token=result.mfa_token,
+                methods=result.methods,
+                expires_in=int(ctx.mfa_token_lifetime.total_seconds()),
+            )
         )
-    return signed_in(ctx, result)
+    return answer(signed_in(ctx, result))
 
 
 @router.post(
@@ -75,9 +97,14 @@ def login(body: LoginRequest, ctx: Services, client: Client) -> SignInAnswer | M
     description="A session, or `mfa_setup_required` when an administrator asked for two-step verification to be "
     "set up again (the code proved who it is; the `setup_token` allows only the new setup).",
 )
-def mfa(body: MfaRequest, ctx: Services, client: Client) -> SignInAnswer:
-    result = signin.complete_mfa(ctx, mfa_token=body.mfa_token, method=body.method, code=body.code, client=client)
-    return signed_in(ctx, result)
+async def mfa(request: Request, body: MfaRequest, ctx: Services, client: Client) -> JSONResponse:
+    check = partial(
+        signin.complete_mfa, ctx, mfa_token=body.mfa_token, method=body.method, code=body.code, client=client
+    )
+    # An authenticator code on embedded SQLite is checked in microseconds: right here, as the verify API checks
+    # one, not worth a trip to a thread. A recovery code (argon2id) or a database server's round trips are.
+    inline = request.app.state.storage_is_embedded and body.method is Method.TOTP
+    return answer(signed_in(ctx, check() if inline else await run_in_threadpool(check)))
 
 
 @router.post(

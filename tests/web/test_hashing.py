@@ -1,0 +1,22 @@
+"""A use case written as password steps, driven from the event loop: the same answers as in the caller's thread."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nidan.core.passwords import PasswordHashing
+from nidan.web.hashing import awaiting_hashes
+from tests.unit.test_passwords import either, steps_of_a_login
+
+__all__ = ["either"]  # the fixture, shared with the core's tests
+
+
+def test_the_event_loop_awaits_the_same_answers(either: PasswordHashing) -> None:
+    stored = either.hash("correct horse battery staple")
+    rehashed = asyncio.run(awaiting_hashes(either, steps_of_a_login(stored, "correct horse battery staple")))
+    assert either.verify(rehashed, "correct horse battery staple")
+    with pytest.raises(ValueError, match="wrong password"):
+        asyncio.run(awaiting_hashes(either, steps_of_a_login(stored, "wrong")))
+
