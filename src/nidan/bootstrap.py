@@ -17,6 +17,7 @@ from nidan.adapters.clock import SystemClock
 from nidan.adapters.clocksync import SystemClockSync
 from nidan.adapters.keyfiles import KeyFileDirectory, Keys, create_keys_if_missing, load_keys
 from nidan.config import Settings
+from nidan.core.argon2_memory import Argon2Memory
 from nidan.core.backoff import BackoffPolicy
 from nidan.core.keys import HASH_KEY_FILE, PURPOSE_HASH, PURPOSE_PRIMARY, RETIRED_DIR, seal_file
 from nidan.core.passwords import PasswordHashing
@@ -144,6 +145,17 @@ def share_one_malloc_arena() -> bool:
         return False
 
 
+def password_hashing(cost: HashParameters, threads: int) -> PasswordHashing:
+    """Password checks on ``threads`` hashing threads of their own, each keeping its argon2 buffer (where cffi can
+    make libargon2's allocation callbacks; a system that forbids them checks the usual way)."""
+    try:
+        memory: Argon2Memory | None = Argon2Memory()
+    except (MemoryError, RuntimeError, SystemError):  # cffi could not build a callback here (no writable code)
+        memory = None
+    initializer = memory.keep_in_this_thread if memory is not None else None
+    return PasswordHashing(cost, hashers=ThreadPoolExecutor(threads, "argon2", initializer=initializer), memory=memory)
+
+
 def hashing_threads(cpus: int | None, workers: int) -> int:
     """Password-hashing threads for one of ``workers`` processes: one per core between them. Each thread that has
     hashed keeps an argon2 buffer of the memory cost, and more hashes at once than cores only share the cores."""
@@ -180,9 +192,7 @@ def build_runtime(
         random_bytes=random_bytes or os.urandom,
         keyring=keys.ring,
         hash_key=keys.hash_key,
-        passwords=PasswordHashing(
-            cost, hashers=ThreadPoolExecutor(hashing_threads(os.cpu_count(), settings.server.workers), "argon2")
-        ),
+        passwords=password_hashing(cost, hashing_threads(os.cpu_count(), settings.server.workers)),
         recovery_hash=cost,
         issuer=security.issuer,
         session_lifetime=timedelta(hours=security.session_lifetime_hours),

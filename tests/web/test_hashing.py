@@ -19,4 +19,3 @@ def test_the_event_loop_awaits_the_same_answers(either: PasswordHashing) -> None
     assert either.verify(rehashed, "correct horse battery staple")
     with pytest.raises(ValueError, match="wrong password"):
         asyncio.run(awaiting_hashes(either, steps_of_a_login(stored, "wrong")))
-

@@ -12,6 +12,7 @@ from typing import TypeVar
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from nidan.core.argon2_memory import Argon2Memory
 from nidan.core.recovery import HashParameters
 
 T = TypeVar("T")
@@ -45,12 +46,17 @@ PasswordSteps = Generator[PasswordWork, bool | str, T]
 
 
 class PasswordHashing:
-    def __init__(self, params: HashParameters, *, hashers: Executor | None = None) -> None:
+    def __init__(
+        self, params: HashParameters, *, hashers: Executor | None = None, memory: Argon2Memory | None = None
+    ) -> None:
         """``hashers``: where the hashes are computed, e.g. a thread pool with one thread per core (the callers
         wait their turn). The C library keeps each thread's freed argon2 buffer for its next hash, so with every
         request thread hashing, a worker that had served 16 sign-ins at once held 16 of them (440 MiB at 19 MiB
-        each); more at once would only share the cores anyway. Without one, the caller's thread computes it."""
+        each); more at once would only share the cores anyway. Without one, the caller's thread computes it.
+        ``memory``: the buffers the hashing threads keep (their initializer is ``memory.keep_in_this_thread``), so
+        that checking a password allocates nothing (see ``nidan.core.argon2_memory``)."""
         self._hashers = hashers
+        self._memory = memory
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost_kib,
@@ -73,6 +79,10 @@ class PasswordHashing:
     def _verify_here(self, stored_hash: str | None, password: str) -> bool:
         known = bool(stored_hash)
         try:
+            if self._memory is not None and self._memory.kept_here():
+                kept = self._memory.verify(stored_hash or self._dummy_hash, password)
+                if kept is not None:
+                    return kept and known
             matched = self._hasher.verify(stored_hash or self._dummy_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
