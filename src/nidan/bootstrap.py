@@ -121,7 +121,7 @@ def share_one_malloc_arena() -> bool:
     """On glibc, make every thread allocate from one malloc arena; returns whether it did.
 
     glibc gives each thread that allocates an arena of its own (up to 8 per core) and keeps what a thread freed in
-    that arena. Each password hash allocates argon2's buffer (its memory cost, 9 MiB by default) on a hashing
+    that arena. Each password hash allocates argon2's buffer (its memory cost, 7 MiB by default) on a hashing
     thread: with an arena per hashing thread a worker keeps every buffer for good after its first sign-ins (2,
     sometimes 3 of them on two cores: +38 to +57 MiB at 19 MiB each), plus what each request thread's arena kept.
     Sharing one arena, a worker's peak after a run of sign-ins is about 4 MiB lower, the buffers often go back to the

@@ -1,15 +1,16 @@
 """argon2id password checks in memory each hashing thread keeps, instead of a fresh ``malloc`` per check.
 
-libargon2 allocates its memory cost (9 MiB by default) for every hash and frees it after. With one malloc arena
-for the process (``bootstrap.share_one_malloc_arena``), two hashing threads that allocate and free 9 MiB in turn
-between the request threads' small allocations leave holes in the heap that later ones do not fit: a worker's
-resident memory grew by about 28 MiB for 18 MiB of buffers in use. Giving libargon2 (through the allocation
-callbacks of its ``argon2_ctx``) one buffer per hashing thread, allocated at the thread's first check and kept,
-holds exactly one buffer per thread, and costs no page faults (returning the memory to the system after each
-hash made a check about 15 % slower). libargon2 wipes the buffer after each hash, as it wipes freed memory.
+libargon2 allocates its memory cost (7 MiB by default) for every hash and frees it after. With one malloc arena
+for the process (``bootstrap.share_one_malloc_arena``), two hashing threads that allocate and free their buffers
+in turn between the request threads' small allocations leave holes in the heap that later ones do not fit: a
+worker's resident memory grew by about 28 MiB for 18 MiB of buffers in use (9 MiB each, the cost then). Giving
+libargon2 (through the allocation callbacks of its ``argon2_ctx``) one buffer per hashing thread, allocated at the
+thread's first check and kept, holds exactly one buffer per thread, and costs no page faults (returning the memory
+to the system after each hash made a check about 15 % slower). libargon2 wipes the buffer after each hash, as it
+wipes freed memory.
 
 Only threads that ask for it (the hashing threads' initializer, ``keep_in_this_thread``) keep a buffer: any other
-thread checks through argon2-cffi's usual path, so no request or command-line thread holds 9 MiB for good.
+thread checks through argon2-cffi's usual path, so no request or command-line thread holds 7 MiB for good.
 """
 
 from __future__ import annotations

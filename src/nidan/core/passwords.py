@@ -129,7 +129,7 @@ def run_now(hashing: PasswordHashing, steps: PasswordSteps[T]) -> T:
 def unmatchable_hash(params: HashParameters) -> str:
     """An argon2id hash string with ``params`` and a made-up digest: verifying any password against it costs exactly
     a real verify, and finding one that matches would take an argon2 preimage. Made up rather than computed, so a
-    process that never checks a password (a verify-API worker) never holds argon2's memory (9 MiB by default)."""
+    process that never checks a password (a verify-API worker) never holds argon2's memory (7 MiB by default)."""
 
     def unpadded(raw: bytes) -> str:
         return base64.b64encode(raw).decode("ascii").rstrip("=")

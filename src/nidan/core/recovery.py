@@ -25,10 +25,10 @@ SALT_BYTES = 16
 
 @dataclass(frozen=True, slots=True)
 class HashParameters:
-    """argon2id cost; the defaults are one of OWASP's equal settings (9 MiB, 4 passes, 1 lane)."""
+    """argon2id cost; the defaults are one of OWASP's equal settings (7 MiB, 5 passes, 1 lane)."""
 
-    time_cost: int = 4
-    memory_cost_kib: int = 9 * 1024
+    time_cost: int = 5
+    memory_cost_kib: int = 7 * 1024
     parallelism: int = 1
     digest_bytes: int = 32
 

@@ -71,8 +71,10 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     # The pages' own CSS and JavaScript, shipped in the package: nothing is fetched from elsewhere (air-gapped).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    # async: answered on the event loop. A plain ``def`` would send every probe to the thread pool, which starts a
+    # thread per concurrent probe (each with its stack and state) for a constant.
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     max_body_bytes = runtime.settings.server.max_body_bytes
