@@ -70,6 +70,9 @@ class Load:
     duration: int
     #: Seconds of the same traffic before each recorded run, not recorded (0: none).
     warmup: int
+    #: Verify runs: each connection waits this many ms after an answer before its next request (0: no wait, as
+    #: fast as the server answers). The user-count pair runs at a set pace.
+    delay_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,8 @@ def write_input(name: str, path: Path, users: Mapping[str, bytes], blocked: list
 def wrk_run(
     name: str, server: NidanServer, bodies: Path, api_key: str, load: Load, duration: int, log: Path
 ) -> WrkResult:
-    script, threads, env = SCRIPT, load.threads, None
+    script, threads = SCRIPT, load.threads
+    env: dict[str, str] | None = {"BENCH_DELAY_MS": str(load.delay_ms)} if load.delay_ms else None
     if name == "blocked":
         script = BLOCKED_SCRIPT
     elif name == "signin":
@@ -350,6 +354,8 @@ def scenario(
     recorded.update(
         users_sampled=sampled, warmup=warmup, wrk_threads=threads_of(name, load), connections=load.connections
     )
+    if load.delay_ms:
+        recorded["delay_ms"] = load.delay_ms
     if name == "signin":
         recorded.update(
             signins=result.signins,

@@ -103,8 +103,20 @@ function init(args)
   max_wrong = tonumber(os.getenv("BENCH_MAX_WRONG") or "2")
   headers = target.headers()
   users = codes.load(path, nthreads, id)
+  math.randomseed(os.time() * 1000 + id)
   for n = 1, users.count do
     sends[n] = 0
+  end
+end
+
+-- BENCH_DELAY_MS (optional, valid and wrong modes): each connection waits this long on average after an answer
+-- before it sends its next request (uniformly 0 to twice that, so that the connections do not fall into step and
+-- arrive together), so the run goes at a set pace (about connections x 1000 / delay requests a second) instead of
+-- as fast as the server answers. wrk times a request from its sending, so the wait is not in the latency.
+local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if pace ~= nil and pace > 0 then
+  function delay()
+    return math.random(0, 2 * pace)
   end
 end
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +30,7 @@ from nidan.core.sealing import fingerprint
 from nidan.db import dump as db_dump
 from nidan.db import engine as db_engine
 from nidan.db.admin import SqlDatabaseAdmin, unusable
+from nidan.db.checkpoints import BackgroundCheckpoints
 from nidan.db.uow import SqlUnitOfWorkFactory, commit_gate
 from nidan.errors import ConfigurationError, HashKeyMismatch, HashKeyMissing, KeyMissing
 from nidan.services.context import ServiceContext
@@ -44,6 +47,16 @@ class Runtime:
     def storage_is_embedded(self) -> bool:
         """SQLite in this process: a query is a function call, not a round trip to a server."""
         return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def background_work(self) -> Iterator[None]:
+        """What a serving process runs beside its requests while it serves: SQLite's WAL checkpoints."""
+        checkpoints = BackgroundCheckpoints(self.engine)
+        checkpoints.start()
+        try:
+            yield
+        finally:
+            checkpoints.stop()
 
 
 def prepare_storage(settings: Settings) -> Engine:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from nidan.db.checkpoints import autocheckpoint_pages
 from nidan.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -105,6 +106,8 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_t
             # operating system caches the file anyway, and the hot pages (indexes, the audit log's tail) are few.
             cursor.execute("PRAGMA cache_size=-512")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_LOCK_WAIT * 1000}")
+            # A serving process checkpoints from a thread of its own (nidan.db.checkpoints); others as SQLite does.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint_pages(engine)}")
             cursor.close()
 
         return engine

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -47,7 +49,21 @@ class NidanApp(FastAPI):
 
 def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> NidanApp:
     runtime = runtime or build_runtime(settings or load_settings())
-    app = NidanApp(title="nidan", version=__version__, description=API_DESCRIPTION, docs_url=None, redoc_url=None)
+    built = runtime
+
+    @asynccontextmanager
+    async def serving(_app: FastAPI) -> AsyncIterator[None]:
+        with built.background_work():
+            yield
+
+    app = NidanApp(
+        title="nidan",
+        version=__version__,
+        description=API_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=serving,
+    )
     app.state.services = serving_services(runtime)
     app.state.settings = runtime.settings
     app.state.storage_is_embedded = runtime.storage_is_embedded
