@@ -56,6 +56,15 @@ def answers(outcomes: list[VerifyResult | Exception]) -> list[Any]:
     return [o if isinstance(o, Exception) else (o.ok, o.username, o.error.code if o.error else None) for o in outcomes]
 
 
+def alice_carol_bob(ctx: ServiceContext, key: str, users: dict[str, str]) -> list[VerifyCall]:
+    return [call(key, name, code_at(users[name], ctx)) for name in ("alice", "carol", "bob")]
+
+
+def succeeded(ctx: ServiceContext) -> list[str | None]:
+    """Whose codes were accepted, in order."""
+    return [r.event.subject_username for r in reversed(audit.all_events(ctx, event_type=EventType.VERIFY_SUCCEEDED))]
+
+
 def chain_is_intact(ctx: ServiceContext) -> None:
     checked = audit.verify(ctx)
     assert checked.intact, checked.problem
@@ -88,10 +97,7 @@ def test_calls_together_get_the_answers_they_get_alone_in_one_transaction(
         (True, "carol", None),
     ]
     # Stored as one by one would store them: the steps spent, bob's failure counted, every call audited in order.
-    succeeded = [
-        r.event.subject_username for r in reversed(audit.all_events(ctx, event_type=EventType.VERIFY_SUCCEEDED))
-    ]
-    assert succeeded == ["alice", "carol"]
+    assert succeeded(ctx) == ["alice", "carol"]
     failed = [r.event for r in reversed(audit.all_events(ctx, event_type=EventType.VERIFY_FAILED))]
     assert [e.subject_username for e in failed] == ["bob", None, "alice"]
     assert all(e.client_ip == "192.0.2.7" and e.correlation_id == "c0ffee0123456789" for e in failed)
@@ -145,22 +151,12 @@ def test_a_call_that_fails_is_undone_with_the_batch_and_the_others_are_checked_a
         return real(inner, one, known)
 
     monkeypatch.setattr(verify, "verify_call", failing_for_carol)
-    outcomes = verify.verify_together(
-        ctx,
-        [
-            call(key, "alice", code_at(users["alice"], ctx)),
-            call(key, "carol", code_at(users["carol"], ctx)),
-            call(key, "bob", code_at(users["bob"], ctx)),
-        ],
-    )
+    outcomes = verify.verify_together(ctx, alice_carol_bob(ctx, key, users))
     assert failures == [True, False]  # in the batch, then alone
     assert answers([outcomes[0], outcomes[2]]) == [(True, "alice", None), (True, "bob", None)]
     assert isinstance(outcomes[1], OSError)
     # alice's and bob's calls were stored once (the batch's first attempt was rolled back whole).
-    succeeded = [
-        r.event.subject_username for r in reversed(audit.all_events(ctx, event_type=EventType.VERIFY_SUCCEEDED))
-    ]
-    assert succeeded == ["alice", "bob"]
+    assert succeeded(ctx) == ["alice", "bob"]
     chain_is_intact(ctx)
 
 
@@ -214,20 +210,10 @@ def test_a_call_refused_after_it_wrote_is_undone_alone(
         return recorded
 
     monkeypatch.setattr(audit, "record", refusing_carol_after_writing)
-    outcomes = verify.verify_together(
-        ctx,
-        [
-            call(key, "alice", code_at(users["alice"], ctx)),
-            call(key, "carol", code_at(users["carol"], ctx)),
-            call(key, "bob", code_at(users["bob"], ctx)),
-        ],
-    )
+    outcomes = verify.verify_together(ctx, alice_carol_bob(ctx, key, users))
     assert answers([outcomes[0], outcomes[2]]) == [(True, "alice", None), (True, "bob", None)]
     assert isinstance(outcomes[1], InvalidInput)
-    succeeded = [
-        r.event.subject_username for r in reversed(audit.all_events(ctx, event_type=EventType.VERIFY_SUCCEEDED))
-    ]
-    assert succeeded == ["alice", "bob"]
+    assert succeeded(ctx) == ["alice", "bob"]
     chain_is_intact(ctx)
     # carol's step was not spent: her unit was rolled back to its savepoint, audit event and all.
     monkeypatch.setattr(audit, "record", real)
