@@ -253,3 +253,17 @@ def test_events_appended_after_the_head_was_read_are_checked_too() -> None:
     records[5] = dataclasses.replace(records[5], hash="0" * 64)
     problem = verify_chain(records, ChainHead(4, records[3].hash))
     assert problem is not None and problem.seq == 6
+
+
+def test_times_are_spelt_as_before_for_any_instant_and_offset() -> None:
+    """Stored chains were hashed with ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")``: the spelling must not change."""
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from nidan.core.audit import utc_iso
+
+    chance = random.Random(7)
+    for _ in range(2000):
+        moment = datetime(1001, 1, 1, tzinfo=UTC) + timedelta(microseconds=chance.randrange(8000 * 365 * 86400 * 10**6))
+        local = moment.astimezone(timezone(timedelta(minutes=chance.randrange(-14 * 60, 14 * 60 + 1))))
+        assert utc_iso(local) == local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -14,6 +14,8 @@ from nidan.db.prepared import Prepared
 from nidan.errors import ConfigurationError
 
 HEAD_ID = 1
+#: Built once, as ``json.dumps(..., sort_keys=True, separators=(",", ":"))`` would build it per event.
+_DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _head = t.audit_chain_head.c
 # Built once: every audited request appends, and building these anew per call cost more than running them.
 # The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) until the transaction ends, so appends queue
@@ -90,7 +92,7 @@ class SqlAuditRepository:
             "client_ip": event.client_ip,
             "user_agent": event.user_agent,
             "correlation_id": event.correlation_id,
-            "details": json.dumps(dict(event.details), sort_keys=True, separators=(",", ":")),
+            "details": _DETAILS.encode(dict(event.details)),
             "prev_hash": prev_hash,
             "hash": digest,
         }

@@ -18,6 +18,7 @@ import logging
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection
@@ -39,6 +40,8 @@ class _Compiled:
     sql: str
     #: Parameter names in placeholder order (positional paramstyles), or ``None`` to pass a mapping.
     order: tuple[str, ...] | None
+    #: The parameters' values in that order, from the mapping (``None`` with a mapping paramstyle).
+    ordered: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None
     defaults: Mapping[str, Any]
     bind_processors: Mapping[str, Processor]
     #: Builds a row with attribute access by column key from the driver's tuple; ``None`` without a result.
@@ -95,11 +98,14 @@ class Prepared:
         compiled = self._compiled.get(dialect.name) or self._compile(dialect)
         if compiled.writes:
             take_write_turn(connection)
-        values = {**compiled.defaults, **(parameters or {})}
-        for name, process in compiled.bind_processors.items():
-            if name in values:
-                values[name] = process(values[name])
-        driver_parameters = tuple(values[name] for name in compiled.order) if compiled.order is not None else values
+        values: Mapping[str, Any] = parameters or {}
+        if compiled.defaults or compiled.bind_processors:
+            processed = {**compiled.defaults, **values}
+            for name, process in compiled.bind_processors.items():
+                if name in processed:
+                    processed[name] = process(processed[name])
+            values = processed
+        driver_parameters = compiled.ordered(values) if compiled.ordered is not None else values
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
         cursor = dbapi_connection.cursor()
@@ -125,9 +131,11 @@ class Prepared:
             keys = [str(column.key) for column in columns]
             row_type: Any = namedtuple("Row", keys)  # type: ignore[misc]  # built per statement
             row = _processing_rows(row_type._make, processors) if any(processors) else row_type._make
+        order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         result = _Compiled(
             sql=compiled.string,
-            order=tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None,
+            order=order,
+            ordered=_in_order(order) if order is not None else None,
             defaults={name: bind.effective_value for name, bind in binds.items() if not bind.required},
             bind_processors={
                 name: process
@@ -139,6 +147,13 @@ class Prepared:
         )
         self._compiled[dialect.name] = result
         return result
+
+
+def _in_order(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    pick = itemgetter(*names)
+    if len(names) == 1:  # itemgetter of one name answers the value itself
+        return lambda values: (pick(values),)
+    return pick  # answers a tuple for two names or more
 
 
 def _processing_rows(
