@@ -151,6 +151,9 @@ PATH = "/api/v1/verify"
 _FAST_BODY_LIMIT = 2048
 _METHODS = {method.value: method for method in Method}
 _FIELDS = frozenset(VerifyRequest.model_fields)
+#: Starlette's JSONResponse.render, built once.
+_AS_JSONRESPONSE_DOES = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+_JSON_HEADERS = ((b"content-type", b"application/json"),)
 
 
 class VerifyFastPath:
@@ -202,12 +205,18 @@ class VerifyFastPath:
             state.trusted_proxies, peer[0] if peer else None, headers.forwarded_for, headers.user_agent
         )
         try:
-            response: JSONResponse = JSONResponse(
-                await answer(state, verify.VerifyCall(headers.api_key, *fields, client))
-            )
+            result = await answer(state, verify.VerifyCall(headers.api_key, *fields, client))
         except NidanError as error:
-            response = error_response(error)
-        await response(scope, receive, send)
+            await error_response(error)(scope, receive, send)
+            return
+        # The bytes JSONResponse would send, without building one: this is most of what the busiest answer costs
+        # beyond the check itself.
+        content = _AS_JSONRESPONSE_DOES.encode(result).encode("utf-8")
+        length = str(len(content)).encode("latin-1")
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [*_JSON_HEADERS, (b"content-length", length)]}
+        )
+        await send({"type": "http.response.body", "body": content})
 
 
 class _Headers:
