@@ -11,8 +11,10 @@ import pytest
 
 from nidan.bootstrap import Runtime
 from nidan.core.access_tokens import APP_KEY_PREFIX
+from nidan.core.models import ClientInfo
 from nidan.core.tokens import new_token
 from nidan.services.context import ServiceContext
+from nidan.services.verify import VerifyCall
 from nidan.web.api.v1.verify import VerifyQueue
 from nidan.web.app import NidanApp, create_app
 from tests.helpers import auth_header, code_at
@@ -96,3 +98,23 @@ def test_more_calls_than_one_transaction_takes_are_checked_in_turns(runtime: Run
     answers = asyncio.run(post_together(app, bodies, key))
     assert all(r.json()["ok"] for r in answers)
     assert counted.opened == 2
+
+
+def test_calls_a_turn_or_two_apart_still_share_a_transaction(runtime: Runtime) -> None:
+    """The first call waits a few turns of the loop (sockets polled without blocking) for others to join it."""
+    ctx = runtime.services
+    secrets = {name: totp_user(ctx, name)[0] for name in ("alice", "bob", "carol")}
+    key = api_key(ctx)
+    counted = Counted(ctx)
+    queue = VerifyQueue(replace(ctx, shared=counted))
+
+    async def arriving_in_turns() -> list[bool]:
+        checks = []
+        for name, secret in secrets.items():
+            call = VerifyCall(key, name, code_at(secret, ctx), None, ClientInfo())
+            checks.append(asyncio.ensure_future(queue.check(call)))
+            await asyncio.sleep(0)  # the next call comes a turn of the loop later
+        return [result.ok for result in await asyncio.gather(*checks)]
+
+    assert asyncio.run(arriving_in_turns()) == [True, True, True]
+    assert counted.opened == 1

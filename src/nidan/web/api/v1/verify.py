@@ -109,12 +109,17 @@ class VerifyQueue:
     """Authenticator-code calls gathered over one turn of the event loop, then checked together in one
     transaction (``verify.verify_together``: group commit) on the loop itself, at most ``MAX_TOGETHER`` at a time.
 
-    The first call of a turn schedules the check for the end of the turn, so the calls whose requests arrived
-    together wait for nothing but each other: alone, a call is checked at once, as before. Each caller gets its
-    own outcome; nobody is answered before the transaction holding their call has committed."""
+    The first call of a group schedules the check ``EXTRA_TURNS`` turns later (at once when ``MAX_TOGETHER`` are
+    waiting), so the calls whose requests arrive together wait for nothing but each other and a few polls of the
+    sockets: alone, a call is checked microseconds later. Each caller gets its own outcome; nobody is answered
+    before the transaction holding their call has committed."""
 
     #: Bounds how long one check holds the event loop (and the write lock): about 0.15 ms per call.
     MAX_TOGETHER = 32
+    #: Further turns of the loop the first call of a group waits for others. Each turn reads the sockets that became
+    #: readable meanwhile without blocking (microseconds when nothing came): at 16 connections the groups grew from
+    #: about 6 calls to 15, and a call's CPU fell by a fifth.
+    EXTRA_TURNS = 2
 
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
@@ -125,8 +130,14 @@ class VerifyQueue:
         future: asyncio.Future[verify.VerifyResult] = loop.create_future()
         self._waiting.append((call, future))
         if len(self._waiting) == 1:
-            loop.call_soon(self._check_waiting)
+            loop.call_soon(self._after_turns, self.EXTRA_TURNS)
         return await future
+
+    def _after_turns(self, turns: int) -> None:
+        if turns and len(self._waiting) < self.MAX_TOGETHER:
+            asyncio.get_running_loop().call_soon(self._after_turns, turns - 1)
+            return
+        self._check_waiting()
 
     def _check_waiting(self) -> None:
         batch = self._waiting[: self.MAX_TOGETHER]
