@@ -1,5 +1,6 @@
-"""The verify API on embedded SQLite: calls that arrive in the same turn of the event loop are checked together in
-one transaction (``VerifyQueue``), each answered as it would be alone; recovery codes never join them."""
+"""The verify API: calls that arrive together (within a few turns of the event loop) are checked together in one
+transaction (``VerifyQueue``: on the loop on SQLite, a group at a time in a thread on PostgreSQL), each answered as
+it would be alone; recovery codes never join them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 from dataclasses import replace
 
 import httpx
-import pytest
 
 from nidan.bootstrap import Runtime
 from nidan.core.access_tokens import APP_KEY_PREFIX
@@ -21,13 +21,11 @@ from tests.helpers import auth_header, code_at
 from tests.integration.test_verify_together import Counted, api_key
 from tests.web.test_api_verify import VERIFY, totp_user, wrong_code
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
 
 def queued_app(runtime: Runtime) -> tuple[NidanApp, Counted]:
     app = create_app(runtime=runtime)
     counted = Counted(runtime.services)
-    app.state.verify_queue = VerifyQueue(replace(runtime.services, shared=counted))
+    app.state.verify_queue = VerifyQueue(replace(runtime.services, shared=counted), inline=runtime.storage_is_embedded)
     return app, counted
 
 
@@ -106,7 +104,7 @@ def test_calls_a_turn_or_two_apart_still_share_a_transaction(runtime: Runtime) -
     secrets = {name: totp_user(ctx, name)[0] for name in ("alice", "bob", "carol")}
     key = api_key(ctx)
     counted = Counted(ctx)
-    queue = VerifyQueue(replace(ctx, shared=counted))
+    queue = VerifyQueue(replace(ctx, shared=counted), inline=runtime.storage_is_embedded)
 
     async def arriving_in_turns() -> list[bool]:
         checks = []

@@ -67,8 +67,9 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.state.services = serving_services(runtime)
     app.state.settings = runtime.settings
     app.state.storage_is_embedded = runtime.storage_is_embedded
-    #: Embedded SQLite checks the verify API's authenticator codes on the event loop, those of a turn together.
-    app.state.verify_queue = verify.VerifyQueue(app.state.services) if runtime.storage_is_embedded else None
+    #: The verify API's authenticator codes that arrive together are checked together: on the event loop itself on
+    #: embedded SQLite, in a thread a group at a time on a database server.
+    app.state.verify_queue = verify.VerifyQueue(app.state.services, inline=runtime.storage_is_embedded)
     #: Off only in tests, which run every verify call both ways.
     app.state.verify_fast_path = True
     app.state.trusted_proxies = parse_networks(runtime.settings.server.trusted_proxies)
