@@ -147,7 +147,9 @@ def verify_together(ctx: ServiceContext, calls: Sequence[VerifyCall]) -> list[Ve
                 try:
                     outcomes.append(verify_call(inside, call, known))
                 except NidanError as error:
-                    outcomes.append(error)
+                    # An answer (401, 429 ...), not a fault: its traceback would keep the frames of this whole
+                    # group alive until every answer is sent.
+                    outcomes.append(error.with_traceback(None))
             shared.commit()
     except NidanError as error:
         return [error] * len(calls)
