@@ -13,9 +13,11 @@ from tests.unit.test_passwords import either, steps_of_a_login
 __all__ = ["either"]  # the fixture, shared with the core's tests
 
 
-def test_the_event_loop_awaits_the_same_answers(either: PasswordHashing) -> None:
+@pytest.mark.parametrize("in_thread", [False, True], ids=["steps on the loop", "steps on a request thread"])
+def test_the_event_loop_awaits_the_same_answers(either: PasswordHashing, in_thread: bool) -> None:
     stored = either.hash("correct horse battery staple")
-    rehashed = asyncio.run(awaiting_hashes(either, steps_of_a_login(stored, "correct horse battery staple")))
+    login = steps_of_a_login(stored, "correct horse battery staple")
+    rehashed = asyncio.run(awaiting_hashes(either, login, in_thread=in_thread))
     assert either.verify(rehashed, "correct horse battery staple")
     with pytest.raises(ValueError, match="wrong password"):
-        asyncio.run(awaiting_hashes(either, steps_of_a_login(stored, "wrong")))
+        asyncio.run(awaiting_hashes(either, steps_of_a_login(stored, "wrong"), in_thread=in_thread))

@@ -70,14 +70,12 @@ that is not set up yet, in its grace period), `mfa_required` (send a code to POS
     description=LOGIN_DESCRIPTION,
 )
 async def login(request: Request, body: LoginRequest, ctx: Services, client: Client) -> JSONResponse:
-    # The password's argon2id runs on the hashing threads. On embedded SQLite the rest takes microseconds and runs
-    # right here, the hash awaited; a database server's round trips go to a request thread with the whole login.
-    if request.app.state.storage_is_embedded:
-        steps = signin.login_steps(ctx, username=body.username, password=body.password, client=client)
-        result = await awaiting_hashes(ctx.passwords, steps)
-    else:
-        check = partial(signin.login, ctx, username=body.username, password=body.password, client=client)
-        result = await run_in_threadpool(check)
+    # The password's argon2id runs on the hashing threads, awaited here: no request thread waits for it. On
+    # embedded SQLite the rest takes microseconds and runs here too; a database server's round trips go to a
+    # request thread a stretch at a time.
+    steps = signin.login_steps(ctx, username=body.username, password=body.password, client=client)
+    in_thread = not request.app.state.storage_is_embedded
+    result = await awaiting_hashes(ctx.passwords, steps, in_thread=in_thread)
     if isinstance(result, signin.MfaRequired):
         return answer(
             MfaRequiredResponse(
