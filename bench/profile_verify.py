@@ -1,6 +1,6 @@
 """Where a verify request's CPU goes: nidan's ASGI app driven in process, no sockets, one request at a time.
 
-    .venv/bin/python bench/profile_verify.py [--users 2000] [--requests 3000] [--profile]
+    .venv/bin/python bench/profile_verify.py [--users 2000] [--requests 3000] [--together 16] [--profile]
 
 Seeds a fresh SQLite instance in ``bench/.work/profile-<pid>`` (as the bench does), then sends valid first-use
 codes straight to the ASGI app (so uvicorn and the kernel are left out) and prints the CPU time per request; with
@@ -73,11 +73,13 @@ async def call(app: Any, body: bytes, api_key: str) -> tuple[int, bytes]:
     return status, b"".join(chunks)
 
 
-async def drive(app: Any, bodies: list[bytes], api_key: str) -> None:
-    for body in bodies:
-        status, answer = await call(app, body, api_key)
-        if status != 200 or b'"ok":true' not in answer:
-            raise SystemExit(f"unexpected answer {status} {answer!r} to {body!r}")
+async def drive(app: Any, bodies: list[bytes], api_key: str, together: int = 1) -> None:
+    for start in range(0, len(bodies), together):
+        group = bodies[start : start + together]
+        answers = await asyncio.gather(*(call(app, body, api_key) for body in group))
+        for body, (status, answer) in zip(group, answers, strict=True):
+            if status != 200 or b'"ok":true' not in answer:
+                raise SystemExit(f"unexpected answer {status} {answer!r} to {body!r}")
 
 
 def main() -> None:
@@ -85,6 +87,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--together", type=int, default=1, help="calls sent at once (16: as wrk's connections, checked as groups)"
+    )
     args = parser.parse_args()
     for name in list(os.environ):
         if name.startswith("NIDAN_"):
@@ -107,11 +112,12 @@ def main() -> None:
         started = time.process_time()
         if profiler:
             profiler.enable()
-        asyncio.run(drive(app, measured, seeded.api_key))
+        asyncio.run(drive(app, measured, seeded.api_key, args.together))
         if profiler:
             profiler.disable()
         cpu = time.process_time() - started
-        print(f"{len(measured)} requests, {1000 * cpu / len(measured):.3f} ms CPU per request (one at a time)")
+        at_once = "one at a time" if args.together == 1 else f"{args.together} at a time"
+        print(f"{len(measured)} requests, {1000 * cpu / len(measured):.3f} ms CPU per request ({at_once})")
         if profiler:
             stats = pstats.Stats(profiler)
             stats.sort_stats("cumulative").print_stats(45)

@@ -5,6 +5,8 @@ it would be alone; recovery codes never join them."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 from dataclasses import replace
 
 import httpx
@@ -116,3 +118,57 @@ def test_calls_a_turn_or_two_apart_still_share_a_transaction(runtime: Runtime) -
 
     assert asyncio.run(arriving_in_turns()) == [True, True, True]
     assert counted.opened == 1
+
+
+def test_refusals_leave_no_garbage_cycles(runtime: Runtime) -> None:
+    """A 429 raised from a queued call's future must not tie the request's frames into a reference cycle: with every
+    request's frames waiting for the garbage collector's rare full pass, a worker grew by megabytes at 429s."""
+    ctx = runtime.services
+    secret, _ = totp_user(ctx)
+    key = api_key(ctx)
+    app, _ = queued_app(runtime)
+    wrong = wrong_code(secret, ctx)
+    body = json.dumps({"username": "alice", "code": wrong}).encode()
+
+    async def asgi_post() -> int:
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": VERIFY,
+            "raw_path": VERIFY.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"authorization", f"Bearer {key}".encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("198.51.100.4", 4000),
+            "server": ("nidan", 80),
+        }
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(int(message["status"]))  # type: ignore[call-overload]
+
+        await app(scope, receive, send)  # type: ignore[arg-type]
+        return statuses[0]
+
+    async def refused(times: int) -> list[int]:
+        return list(await asyncio.gather(*(asgi_post() for _ in range(times))))
+
+    asyncio.run(refused(3))  # two wrong codes block alice; the third is refused already
+    gc.collect()
+    gc.disable()
+    try:
+        assert set(asyncio.run(refused(32))) == {429}
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable < 100, f"{unreachable} objects in reference cycles after 32 refusals"
