@@ -62,6 +62,28 @@ def totp_user(ctx: ServiceContext, username: str = "alice") -> tuple[str, list[s
     return started.secret, codes
 
 
+def verify_scope(authorization: bytes, content_length: int) -> dict[str, Any]:
+    """The ASGI scope of a JSON POST to the verify API, for tests that drive the app without an HTTP client."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": VERIFY,
+        "raw_path": VERIFY.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", authorization),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(content_length).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 def wrong_code(secret: str, ctx: ServiceContext) -> str:
     right = {code_at(secret, ctx, offset) for offset in (-1, 0, 1)}
     return next(c for c in ("000000", "111111", "222222", "333333") if c not in right)
@@ -358,24 +380,7 @@ def test_a_caller_that_goes_away_before_its_body_is_whole_is_not_answered(runtim
     secret, _ = totp_user(ctx)
     key = add_app(ctx)["Authorization"].encode()
     body = json.dumps({"username": "alice", "code": code_at(secret, ctx)}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": VERIFY,
-        "raw_path": VERIFY.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"authorization", key),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body) + 10).encode()),
-        ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = verify_scope(key, content_length=len(body) + 10)
     incoming = [{"type": "http.request", "body": body, "more_body": True}, {"type": "http.disconnect"}]
     sent: list[dict[str, Any]] = []
 

@@ -21,7 +21,7 @@ from nidan.web.api.v1.verify import VerifyQueue
 from nidan.web.app import NidanApp, create_app
 from tests.helpers import auth_header, code_at
 from tests.integration.test_verify_together import Counted, api_key
-from tests.web.test_api_verify import VERIFY, totp_user, wrong_code
+from tests.web.test_api_verify import VERIFY, totp_user, verify_scope, wrong_code
 
 
 def queued_app(runtime: Runtime) -> tuple[NidanApp, Counted]:
@@ -131,23 +131,7 @@ def test_refusals_leave_no_garbage_cycles(runtime: Runtime) -> None:
     body = json.dumps({"username": "alice", "code": wrong}).encode()
 
     async def asgi_post() -> int:
-        scope = {
-            "type": "http",
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": VERIFY,
-            "raw_path": VERIFY.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"authorization", f"Bearer {key}".encode()),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-            "client": ("198.51.100.4", 4000),
-            "server": ("nidan", 80),
-        }
+        scope = verify_scope(f"Bearer {key}".encode(), content_length=len(body))
         statuses: list[int] = []
 
         async def receive() -> dict[str, object]:
