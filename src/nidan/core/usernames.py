@@ -1,4 +1,8 @@
-"""Usernames: case-insensitive, NFKC-normalised, a small safe alphabet."""
+"""Usernames: case-insensitive, NFKC-normalised, a small safe alphabet.
+
+Every face and service reaches a username through these two functions, so a name that creates an account is the
+same name that signs in with it, at the API, the pages, the Basic gate and the verify API alike.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,13 @@ import unicodedata
 _USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 
 
+def normalised_username(username: str) -> str:
+    """The username as the person meant it: NFKC (full-width letters and spaces become plain ones), without the
+    spaces around it that a copy and paste often brings along. Its case is kept, for display."""
+    return unicodedata.normalize("NFKC", username).strip()
+
+
 def username_key(username: str) -> str | None:
     """The case-insensitive key of a username, or ``None`` when it is not a valid username."""
-    key = unicodedata.normalize("NFKC", username).casefold()
+    key = normalised_username(username).casefold()
     return key if _USERNAME.match(key) else None

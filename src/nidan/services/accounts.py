@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, InstanceRole, NewUser, OrgRole, User
 from nidan.core.passwords import password_problem
 from nidan.core.ports import UnitOfWork
-from nidan.core.usernames import username_key
+from nidan.core.usernames import normalised_username, username_key
 from nidan.errors import InvalidInput, UserNotFound, WeakPassword
 from nidan.services import audit
 from nidan.services.context import ServiceContext
@@ -19,7 +18,7 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
 
 
 def _checked_username(username: str) -> tuple[str, str]:
-    display = unicodedata.normalize("NFKC", username.strip())
+    display = normalised_username(username)
     key = username_key(display)
     if key is None:
         raise InvalidInput(

@@ -7,7 +7,7 @@ import contextlib
 from fastapi import APIRouter, Request, Response
 
 from nidan.core.models import ClientInfo, Method
-from nidan.core.usernames import username_key
+from nidan.core.usernames import normalised_username, username_key
 from nidan.errors import AuthenticationRequired, InvalidCode, InvalidCredentials, MethodNotAvailable, MfaTokenInvalid
 from nidan.services import setup, signin
 from nidan.web.deps import Client, Services
@@ -47,7 +47,7 @@ def login(request: Request, form: CheckedForm, ctx: Services, client: Client) ->
             request,
             "login.html",
             status=status_for(exc),
-            problem=problem(exc, username.strip() or None),
+            problem=problem(exc, normalised_username(username) or None),
             entered_username=username,
             needs_setup=False,
         )

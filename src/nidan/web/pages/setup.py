@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from nidan.core.usernames import normalised_username
 from nidan.errors import InvalidInput
 from nidan.services import setup, signin
 from nidan.web.deps import Client, Services
@@ -37,7 +38,7 @@ def complete_setup(request: Request, form: CheckedForm, ctx: Services, client: C
             request,
             "setup.html",
             status=status_for(exc),
-            problem=problem(exc, username.strip() or None),
+            problem=problem(exc, normalised_username(username) or None),
             token=token,
             entered_username=username,
             entered_email=email,
