@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nidan.bootstrap import Runtime
 from nidan.core import totp
-from nidan.core.models import ClientInfo
+from nidan.core.models import ClientInfo, ThrottleScope
 from nidan.core.ports import SecondStep
 from nidan.services import enrollment, throttling
 from tests.helpers import code_at, make_user
@@ -13,9 +13,9 @@ from tests.helpers import code_at, make_user
 CLIENT = ClientInfo()
 
 
-def read(runtime: Runtime, key: str) -> SecondStep | None:
+def read(runtime: Runtime, key: str | None, unknown_key: str = "~nobody") -> SecondStep:
     with runtime.services.uow() as uow:
-        return uow.users.lock_for_second_step(key)
+        return uow.users.lock_for_second_step(key, unknown_key)
 
 
 def separately(runtime: Runtime, key: str) -> tuple[object, object, object]:
@@ -27,9 +27,19 @@ def separately(runtime: Runtime, key: str) -> tuple[object, object, object]:
         return user, uow.totp.get_active(user.id), uow.throttles.get(subject.scope, subject.key)
 
 
-def test_nobody_by_that_name_is_none(runtime: Runtime) -> None:
-    make_user(runtime.services, "alice")
-    assert read(runtime, "nobody") is None
+def test_nobody_by_that_name_is_none_with_the_names_own_backoff(runtime: Runtime) -> None:
+    ctx = runtime.services
+    alice = make_user(ctx, "alice")
+    with ctx.uow() as uow:
+        throttling.count_under_lock(ctx, uow, throttling.Subject(ThrottleScope.SECOND_FACTOR, "~nobody", ctx.backoff))
+        throttling.count_under_lock(ctx, uow, throttling.second_factor(ctx, alice.id))
+        uow.commit()
+    assert read(runtime, "nobody", "~someone") == SecondStep(None, None, None)
+    found = read(runtime, "nobody", "~nobody")
+    assert (found.user, found.authenticator) == (None, None)
+    assert found.backoff is not None and found.backoff.failures == 1
+    # A name that cannot be a username (no key) finds nobody either, and still the name's counter.
+    assert read(runtime, None, "~nobody").backoff == found.backoff
 
 
 def test_a_user_without_an_authenticator_or_counter(runtime: Runtime) -> None:
@@ -37,7 +47,8 @@ def test_a_user_without_an_authenticator_or_counter(runtime: Runtime) -> None:
     user = make_user(ctx, "alice")
     enrollment.start_totp(ctx, user)  # pending, not active: not the user's authenticator yet
     found = read(runtime, "alice")
-    assert found is not None
+    # Read as they are: the stand-in values the statement carries for a missing row never replace a real NULL.
+    assert user.last_sign_in_at is None
     assert (found.user, found.authenticator, found.backoff) == (user, None, None)
 
 
@@ -56,7 +67,6 @@ def test_the_active_authenticator_and_the_backoff_are_those_read_apart(runtime: 
         throttling.count_under_lock(ctx, uow, throttling.password_subjects(ctx, str(user.id), None)[1])
         uow.commit()
     found = read(runtime, "alice")
-    assert found is not None
     expected_user, authenticator, backoff = separately(runtime, "alice")
     assert found.user == expected_user
     assert found.authenticator == authenticator and authenticator is not None

@@ -44,10 +44,11 @@ class RandomSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SecondStep:
-    """A user with what checking their authenticator code needs, read together: their active authenticator
-    (``None``: none) and their second step's backoff state (``None``: never counted)."""
+    """A name's second step, read together: the user (``None``: nobody has the name), their active authenticator
+    (``None``: none) and the backoff state counting for them, or for the name when nobody has it (``None``: never
+    counted)."""
 
-    user: User
+    user: User | None
     authenticator: TotpCredential | None
     backoff: ThrottleState | None
 
@@ -72,10 +73,12 @@ class UserRepository(Protocol):
         """``get_by_username_key`` and ``lock`` in one step; ``None`` when nobody has that name."""
         ...
 
-    def lock_for_second_step(self, username_key: str) -> SecondStep | None:
+    def lock_for_second_step(self, username_key: str | None, unknown_key: str) -> SecondStep:
         """The user locked as ``lock_by_username_key`` locks them, with their active authenticator and their
         second step's backoff state (scope ``second_factor``, key their id) as they are once the lock is held, read
-        in one query; ``None``: nobody."""
+        in one query. When nobody has the name (or it is ``None``: not a valid one), the user and authenticator are
+        ``None`` and the backoff is the one keyed ``unknown_key``; the same statements run either way, so that the
+        time taken does not tell who exists or has an authenticator."""
         ...
 
     def start_grace(self, user_id: int, at: datetime) -> None:

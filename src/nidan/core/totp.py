@@ -123,3 +123,51 @@ def is_replay(key: bytes, code: str, unix_time: float, *, drift: int, last_used_
     return match_code(key, code, unix_time, drift=drift) is not None and not match_code(
         key, code, unix_time, drift=drift, last_used_step=last_used_step
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCheck:
+    """``check_code``'s answer: the step to spend, or what kind of wrong."""
+
+    match: TotpMatch | None
+    #: Not accepted, but the code is one of the window's: its step (or a later one) is spent already.
+    replayed: bool = False
+    #: Not accepted and not replayed, but the code matches within ±``SKEW_SEARCH_STEPS``: how many seconds the
+    #: device's clock seems off (``find_clock_offset``'s answer).
+    clock_offset_seconds: int | None = None
+
+
+def check_code(
+    key: bytes, code: str, unix_time: float, *, drift: int = 0, last_used_step: int | None = None
+) -> CodeCheck:
+    """``match_code``, and for a code it does not accept, ``is_replay``'s and ``find_clock_offset``'s answers, with
+    the same HMACs for EVERY code it does not accept: each step within ±``SKEW_SEARCH_STEPS`` of now once (61),
+    whatever the key, the learned drift, the last used step or whether anything matched. So checking a wrong code
+    against a stand-in key costs what it costs against a real one (the verify API must not tell who has an
+    authenticator), and no step is computed twice. An accepted code costs the window's HMACs only."""
+    normalized = normalize_code(code)
+    if normalized is None:
+        return CodeCheck(None)
+    now_step = time_step(unix_time)
+    drift = max(-MAX_DRIFT_STEPS, min(MAX_DRIFT_STEPS, drift))
+    first = now_step + min(0, drift) - WINDOW
+    last = now_step + max(0, drift) + WINDOW
+    found: int | None = None
+    for step in range(max(first, 0), last + 1):
+        if hmac.compare_digest(hotp(key, step), normalized) and found is None:
+            found = step
+    if found is not None and (last_used_step is None or found > last_used_step):
+        learned = max(-MAX_DRIFT_STEPS, min(MAX_DRIFT_STEPS, found - now_step))
+        return CodeCheck(TotpMatch(step=found, drift=learned))
+    # The rest of ±SKEW_SEARCH_STEPS (the window lies within it: |drift| + WINDOW < SKEW_SEARCH_STEPS), in
+    # find_clock_offset's order: the nearest offset wins, the earlier side first. Window steps cannot match here
+    # unless the code was replayed, and then no offset is reported.
+    offset: int | None = None
+    for distance in range(WINDOW + 1, SKEW_SEARCH_STEPS + 1):
+        for step in (now_step - distance, now_step + distance):
+            if step < 0 or first <= step <= last:
+                continue
+            if hmac.compare_digest(hotp(key, step), normalized) and offset is None:
+                offset = (step - now_step) * PERIOD
+    replayed = found is not None
+    return CodeCheck(None, replayed=replayed, clock_offset_seconds=None if replayed else offset)

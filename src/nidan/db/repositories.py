@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, cast, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nidan.core.backoff import ThrottleState
@@ -20,7 +20,6 @@ from nidan.core.models import (
     NewUser,
     RecoveryCodeSet,
     SessionRecord,
-    ThrottleScope,
     TotpCredential,
     User,
 )
@@ -29,9 +28,9 @@ from nidan.core.sealing import Sealed
 from nidan.db import tables as t
 from nidan.db.dialects import take_sqlite_write_lock
 from nidan.db.prepared import Prepared
+from nidan.db.second_step import ACTIVE, LOCK_USER_BY_KEY, SECOND_STEP
 from nidan.errors import UsernameTaken
 
-ACTIVE = "active"
 PENDING = "pending"
 
 # The statements of the verify path, built once with bound parameters and run as ``Prepared`` statements (the
@@ -42,28 +41,6 @@ _USER_BY_ID = Prepared(select(t.users).where(_users.id == bindparam("user_id")))
 _SELECT_USER_BY_KEY = select(t.users).where(_users.username_key == bindparam("key"))
 _USER_BY_KEY = Prepared(_SELECT_USER_BY_KEY)
 _USER_BY_KEY_FOR_UPDATE = Prepared(_SELECT_USER_BY_KEY.with_for_update())
-#: The user with their active authenticator and second-step backoff, for checking a code: one statement, not
-#: three. The authenticator's and the backoff's columns are labelled ``totp_*`` and ``backoff_*``.
-_SECOND_STEP_COLUMNS = (
-    *t.users.c,
-    *(column.label(f"totp_{column.key}") for column in t.totp_credentials.c),
-    *(
-        t.throttles.c[name].label(f"backoff_{name}")
-        for name in ("id", "failures", "blocked_until", "locked_at", "version")
-    ),
-)
-_SELECT_SECOND_STEP = (
-    select(*_SECOND_STEP_COLUMNS)
-    .select_from(t.users)
-    .outerjoin(t.totp_credentials, (_totps.user_id == _users.id) & (_totps.state == ACTIVE))
-    .outerjoin(
-        t.throttles,
-        (t.throttles.c.scope == ThrottleScope.SECOND_FACTOR.value) & (t.throttles.c.key == cast(_users.id, String)),
-    )
-    .where(_users.username_key == bindparam("key"))
-)
-_SECOND_STEP = Prepared(_SELECT_SECOND_STEP)
-_LOCK_USER_BY_KEY = Prepared(select(_users.id).where(_users.username_key == bindparam("key")).with_for_update())
 _LOCK_USER_ROW = Prepared(select(_users.id).where(_users.id == bindparam("user_id")).with_for_update())
 _TOTP_IN_STATE = Prepared(
     select(t.totp_credentials).where(_totps.user_id == bindparam("user_id"), _totps.state == bindparam("state"))
@@ -148,19 +125,20 @@ def user_from_row(row: Any) -> User:
 
 
 def _second_step(row: Any) -> SecondStep:
-    authenticator = None
-    if row.totp_id is not None:
-        authenticator = TotpCredential(
-            id=row.totp_id,
-            user_id=row.totp_user_id,
-            active=True,
-            key_fingerprint=row.totp_key_fingerprint,
-            sealed_secret=row.totp_sealed_secret,
-            created_at=row.totp_created_at,
-            activated_at=row.totp_activated_at,
-            last_used_step=row.totp_last_used_step,
-            drift_steps=row.totp_drift_steps,
-        )
+    """``SECOND_STEP``'s row. The user and the authenticator are built even from its stand-in values (discarded
+    then), so that converting the row costs the same whether or not they exist."""
+    user = user_from_row(row)
+    authenticator = TotpCredential(
+        id=row.totp_id,
+        user_id=row.totp_user_id,
+        active=True,
+        key_fingerprint=row.totp_key_fingerprint,
+        sealed_secret=row.totp_sealed_secret,
+        created_at=row.totp_created_at,
+        activated_at=row.totp_activated_at,
+        last_used_step=row.totp_last_used_step,
+        drift_steps=row.totp_drift_steps,
+    )
     backoff = None
     if row.backoff_id is not None:
         backoff = ThrottleState(
@@ -169,7 +147,10 @@ def _second_step(row: Any) -> SecondStep:
             locked_at=row.backoff_locked_at,
             version=row.backoff_version,
         )
-    return SecondStep(user_from_row(row), authenticator, backoff)
+    known = row.known_user_id is not None
+    return SecondStep(
+        user if known else None, authenticator if known and row.known_totp_id is not None else None, backoff
+    )
 
 
 def _totp(row: Any) -> TotpCredential:
@@ -237,16 +218,17 @@ class SqlUserRepository(Repository):
         row = _USER_BY_KEY_FOR_UPDATE.first(self._c, {"key": username_key})
         return user_from_row(row) if row else None
 
-    def lock_for_second_step(self, username_key: str) -> SecondStep | None:
+    def lock_for_second_step(self, username_key: str | None, unknown_key: str) -> SecondStep:
+        # The same statements, whoever has the name or not (db/second_step.py says why).
         if self._c.dialect.name == "sqlite":
             take_sqlite_write_lock(self._c)  # nobody else writes until this transaction ends
         # PostgreSQL locks the user's row first, on its own: one statement that locked it and read the rest would
         # see the authenticator and backoff rows as they were before it waited for the lock (READ COMMITTED
-        # re-reads only the locked rows then), and a concurrent wrong code would go uncounted.
-        elif _LOCK_USER_BY_KEY.first(self._c, {"key": username_key}) is None:
-            return None
-        row = _SECOND_STEP.first(self._c, {"key": username_key})
-        return _second_step(row) if row else None
+        # re-reads only the locked rows then), and a concurrent wrong code would go uncounted. Nobody locked:
+        # nobody is read either, even a user who took the name a moment ago.
+        elif LOCK_USER_BY_KEY.first(self._c, {"key": username_key}) is None:
+            username_key = None
+        return _second_step(SECOND_STEP.first(self._c, {"key": username_key, "unknown_key": unknown_key}))
 
     def list_all(self) -> Sequence[User]:
         return [user_from_row(r) for r in self._c.execute(select(t.users).order_by(t.users.c.username_key))]
@@ -357,26 +339,26 @@ class SqlTotpRepository(Repository):
 
 class SqlRecoveryCodeRepository(Repository):
     def get_current(self, user_id: int) -> RecoveryCodeSet | None:
+        # One statement, whether or not the user has a set: the verify API reads it for names without one too.
         s = t.recovery_code_sets.c
-        row = self._c.execute(
-            select(t.recovery_code_sets)
-            .where(s.user_id == user_id, s.revoked_at.is_(None))
-            .order_by(s.id.desc())
-            .limit(1)
-        ).first()
-        if row is None:
-            return None
         r = t.recovery_codes.c
-        codes = self._c.execute(
-            select(r.position, r.digest).where(r.set_id == row.id, r.used_at.is_(None)).order_by(r.position)
+        current = select(func.max(s.id)).where(s.user_id == user_id, s.revoked_at.is_(None)).scalar_subquery()
+        rows = self._c.execute(
+            select(s.id, s.user_id, s.salt, s.hash_parameters, s.created_at, r.position, r.digest)
+            .select_from(t.recovery_code_sets.outerjoin(t.recovery_codes, (r.set_id == s.id) & r.used_at.is_(None)))
+            .where(s.id == current)
+            .order_by(r.position)
         ).all()
+        if not rows:
+            return None
+        row = rows[0]
         return RecoveryCodeSet(
             id=row.id,
             user_id=row.user_id,
             salt=row.salt,
             hash_parameters=row.hash_parameters,
             created_at=row.created_at,
-            unused=tuple((code.position, code.digest) for code in codes),
+            unused=tuple((code.position, code.digest) for code in rows if code.position is not None),
         )
 
     def replace(self, user_id: int, salt: bytes, hash_parameters: str, digests: Sequence[bytes], at: datetime) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from nidan.core import recovery, totp
 from nidan.core.audit import Detail, EventType
-from nidan.core.models import ClientInfo, ClockObservation, Method, TotpCredential, User
+from nidan.core.models import ClientInfo, ClockObservation, Method, RecoveryCodeSet, TotpCredential, User
 from nidan.core.policy import combined
 from nidan.core.ports import UnitOfWork
 from nidan.core.sealing import Sealed
@@ -51,7 +51,7 @@ def check(ctx: ServiceContext, uow: UnitOfWork, user_id: int, method: Method, co
     """Verify and, on success, consume ``code`` in ``uow`` (the caller commits)."""
     if method is Method.TOTP:
         return _check_totp(ctx, uow, user_id, code)
-    return _check_recovery_code(ctx, uow, user_id, code)
+    return check_recovery_code(ctx, uow, uow.recovery_codes.get_current(user_id), code)
 
 
 def _check_totp(ctx: ServiceContext, uow: UnitOfWork, user_id: int, code: str) -> FactorCheck:
@@ -63,26 +63,54 @@ def _check_totp(ctx: ServiceContext, uow: UnitOfWork, user_id: int, code: str) -
 
 def check_totp(ctx: ServiceContext, uow: UnitOfWork, credential: TotpCredential, code: str) -> FactorCheck:
     """``check`` for a caller that has read the user's active authenticator already."""
+    checked = _check_code(ctx, credential, code)
+    found = checked.match
+    if found is not None and uow.totp.consume_step(credential.id, found.step, found.drift):
+        return FactorCheck(ok=True, method=Method.TOTP)
+    replayed = found is not None or checked.replayed
+    offset = None if replayed else checked.clock_offset_seconds
+    return FactorCheck(ok=False, method=Method.TOTP, replayed=replayed, clock_offset_seconds=offset)
+
+
+def simulate_totp_check(ctx: ServiceContext, stand_in: TotpCredential, code: str) -> None:
+    """The work ``check_totp`` does for a wrong code (the unseal, every HMAC) on a ``stand_in`` authenticator that
+    is nobody's, for a caller that must not answer a name without one sooner; nothing is spent or answered."""
+    _check_code(ctx, stand_in, code)
+
+
+def _check_code(ctx: ServiceContext, credential: TotpCredential, code: str) -> totp.CodeCheck:
     key = ctx.keyring.unseal(
         Sealed(credential.key_fingerprint, credential.sealed_secret), context=totp_context(credential.user_id)
     )
     unix_time = ctx.clock.now().timestamp()
-    found = totp.match_code(
-        key, code, unix_time, drift=credential.drift_steps, last_used_step=credential.last_used_step
-    )
-    if found is not None and uow.totp.consume_step(credential.id, found.step, found.drift):
-        return FactorCheck(ok=True, method=Method.TOTP)
-    replayed = found is not None or totp.is_replay(
-        key, code, unix_time, drift=credential.drift_steps, last_used_step=credential.last_used_step
-    )
-    offset = None if replayed else totp.find_clock_offset(key, code, unix_time)
-    return FactorCheck(ok=False, method=Method.TOTP, replayed=replayed, clock_offset_seconds=offset)
+    return totp.check_code(key, code, unix_time, drift=credential.drift_steps, last_used_step=credential.last_used_step)
 
 
-def _check_recovery_code(ctx: ServiceContext, uow: UnitOfWork, user_id: int, code: str) -> FactorCheck:
-    normalized = recovery.normalize(code)
+def recovery_codes_on_offer(uow: UnitOfWork, user_id: int) -> RecoveryCodeSet | None:
+    """The user's recovery codes when they may use them (``available_methods``' rule), read with the same
+    statements whoever ``user_id`` is (with codes, without, without 2FA, nobody): the time it takes tells nothing."""
+    has_totp = uow.totp.get_active(user_id) is not None
+    allowed = Method.RECOVERY_CODE in combined(uow.organisations.policies_of(user_id)).allowed_methods
     current = uow.recovery_codes.get_current(user_id)
+    return current if has_totp and allowed and current is not None and current.unused else None
+
+
+#: Hashed in place of a code that cannot be one, so that refusing it costs the argon2id a real check costs.
+_STAND_IN_CODE = "0" * recovery.CODE_LENGTH
+_STAND_IN_SALT = bytes(recovery.SALT_BYTES)
+
+
+def check_recovery_code(
+    ctx: ServiceContext, uow: UnitOfWork, current: RecoveryCodeSet | None, code: str
+) -> FactorCheck:
+    """``check`` of a recovery code against ``current``, the user's set read already (``None``: none on offer):
+    one argon2id whatever the code and whether there is a set, so a malformed code or a name without recovery
+    codes is not answered sooner than a wrong code of a user who has them."""
+    normalized = recovery.normalize(code)
     if normalized is None or current is None or not current.unused:
+        salt = current.salt if current is not None else _STAND_IN_SALT
+        params = recovery.decode_parameters(current.hash_parameters) if current is not None else ctx.recovery_hash
+        recovery.digest(_STAND_IN_CODE, salt, params)
         return FactorCheck(ok=False, method=Method.RECOVERY_CODE)
     candidate = recovery.digest(normalized, current.salt, recovery.decode_parameters(current.hash_parameters))
     position = recovery.find_position(candidate, current.unused)

@@ -4,8 +4,9 @@ The same rules as sign-in: the code is consumed atomically (a replay fails), the
 before anything is evaluated (429 while blocked) and counts exactly under concurrency — a TOTP code in one
 transaction under the user's row lock, a recovery code (argon2) by the reservation — and every answer is audited
 with the application's name.
-An unknown user, a user without 2FA and a wrong code get the same answer, so an application's users cannot learn
-who exists; unknown names are counted by name, so they are blocked exactly as known ones are.
+An unknown user, a user without 2FA and a wrong code get the same answer after the same work (the same statements,
+an unseal and the same HMACs, or one argon2id), so an application cannot learn who exists or who has 2FA from the
+answer or from its time; unknown names are counted by name, so they are blocked exactly as known ones are.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from weakref import WeakKeyDictionary
 
-from nidan.core import recovery, totp
+from nidan.core import totp
 from nidan.core.access_tokens import Application
 from nidan.core.audit import Detail, EventType
-from nidan.core.models import ClientInfo, Method, ThrottleScope, User
+from nidan.core.models import ClientInfo, Method, ThrottleScope, TotpCredential, User
 from nidan.core.ports import UnitOfWork
+from nidan.core.sealing import KeyRing
 from nidan.core.usernames import username_key
 from nidan.errors import InvalidCode, NidanError, VerificationLocked
-from nidan.services import applications, audit, factors, throttling
+from nidan.services import applications, audit, enrollment, factors, throttling
 from nidan.services.context import ServiceContext
 from nidan.services.signin import INVALID_USERNAME_KEY
 
@@ -45,13 +48,17 @@ def guess_method(code: str) -> Method:
     return Method.TOTP if compact.isdigit() else Method.RECOVERY_CODE
 
 
+def _unknown_name_key(key: str | None) -> str:
+    """The backoff key of a name nobody has. Not a number, so it never meets a real user's counter."""
+    return f"~{key or INVALID_USERNAME_KEY}"
+
+
 def _subject(user: User | None, ctx: ServiceContext, key: str | None) -> throttling.Subject:
     # The instance's tolerance for everyone here, not an organisation's stricter one: unknown names have no
     # organisation, and an earlier 429 for real users would tell who exists.
     if user is not None:
         return throttling.second_factor(ctx, user.id)
-    # Not a number, so it never meets a real user's counter.
-    return throttling.Subject(ThrottleScope.SECOND_FACTOR, f"~{key or INVALID_USERNAME_KEY}", ctx.backoff)
+    return throttling.Subject(ThrottleScope.SECOND_FACTOR, _unknown_name_key(key), ctx.backoff)
 
 
 def verify(
@@ -172,7 +179,7 @@ def _verify_with_reservation(
     ctx: ServiceContext, application: Application, username: str, code: str, chosen: Method, client: ClientInfo
 ) -> VerifyResult:
     """A recovery code (argon2): the failure is counted first, in its own transaction, so no lock is held while
-    the code is hashed."""
+    the code is hashed. Whoever has the name, the same statements run and one argon2id is computed."""
     key = username_key(username)
     app: dict[str, Detail] = {"app": application.name}
     with ctx.uow() as uow:
@@ -183,9 +190,9 @@ def _verify_with_reservation(
     except VerificationLocked as locked:
         return VerifyResult(ok=False, method=chosen, error=locked)
     with ctx.uow() as uow:
-        available = factors.available_methods(uow, user.id) if user else []
-        if user is None or chosen not in available:
-            _spend_like_a_check(ctx, chosen)
+        offered = factors.recovery_codes_on_offer(uow, user.id if user is not None else _NOBODY)
+        result = factors.check_recovery_code(ctx, uow, offered if user is not None else None, code)
+        if user is None or offered is None:
             details: dict[str, Detail] = {"method": chosen.value, "username_known": user is not None, **app}
             if user is not None:
                 details["method_available"] = False
@@ -193,7 +200,6 @@ def _verify_with_reservation(
             audit.record(ctx, uow, EventType.VERIFY_FAILED, client=client, actor=None, subject=user, details=details)
             uow.commit()
             return VerifyResult(ok=False, method=chosen, error=InvalidCode())
-        result = factors.check(ctx, uow, user.id, chosen, code)
         if not result.ok:
             factors.record_clock_observation(ctx, uow, user.id, result, context="verify")
             throttling.record_escalations(ctx, uow, reservation, client, user)
@@ -217,23 +223,23 @@ def _verify_totp(
     """A TOTP code, in ONE transaction: checking it costs microseconds, so the user is found and their row locked
     first, and the backoff is read, the code checked and spent, and the outcome counted and audited together —
     exact under concurrency like the reservation (which exists to keep argon2 out of a held lock) at half the write
-    transactions. Recovery codes take the reservation path. An unknown name takes this one too (with nothing to
-    lock or check), so that how long the answer takes does not tell who exists."""
+    transactions. Recovery codes take the reservation path.
+
+    An unknown name and a user without an authenticator take this path too and do the same work as a wrong code
+    of a user with one (issue 14: the time of the answer told who has 2FA): the same statements (the read returns
+    stand-in values), an unseal and the same HMACs on a stand-in authenticator, the same writes."""
     with ctx.uow() as uow:
         app: dict[str, Detail] = {"app": application_in(uow).name}
-        found = uow.users.lock_for_second_step(key) if key else None
-        user = found.user if found is not None else None
+        found = uow.users.lock_for_second_step(key, _unknown_name_key(key))
+        user = found.user
         subject = _subject(user, ctx, key)
         try:
-            if found is not None:
-                before = throttling.refuse_while_blocked(found.backoff, ctx.clock.now())
-            else:
-                before = throttling.refuse_if_blocked(uow, subject, ctx.clock.now())
+            before = throttling.refuse_while_blocked(found.backoff, ctx.clock.now())
         except VerificationLocked as locked:
             return VerifyResult(ok=False, method=Method.TOTP, error=locked)
-        credential = found.authenticator if found is not None else None
+        credential = found.authenticator
         if user is None or credential is None:
-            _check_like_a_wrong_code(ctx, code)
+            factors.simulate_totp_check(ctx, _stand_in_authenticator(ctx), code)
             details: dict[str, Detail] = {"method": Method.TOTP.value, "username_known": user is not None, **app}
             if user is not None:
                 details["method_available"] = False
@@ -265,19 +271,33 @@ def _failed(
     uow.commit()
 
 
-#: Stands in for an authenticator's key where there is none, so the work below matches a real wrong code's.
-_NO_KEY = bytes(20)
+#: No user or authenticator has this id (they count from 1): reads for a name nobody has find nothing with it.
+_NOBODY = 0
+#: Each key ring's stand-in authenticator (see ``_stand_in_authenticator``).
+_STAND_INS: WeakKeyDictionary[KeyRing, TotpCredential] = WeakKeyDictionary()
 
 
-def _check_like_a_wrong_code(ctx: ServiceContext, code: str) -> None:
-    """The HMACs a wrong TOTP code costs (the window, then the search for a clock offset), so that an unknown name
-    or a user without an authenticator is not answered measurably sooner than a real user's wrong code."""
-    unix_time = ctx.clock.now().timestamp()
-    totp.match_code(_NO_KEY, code, unix_time)
-    totp.find_clock_offset(_NO_KEY, code, unix_time)
-
-
-def _spend_like_a_check(ctx: ServiceContext, method: Method) -> None:
-    """The work a real recovery-code check does (one argon2id), so its absence does not tell who exists."""
-    if method is Method.RECOVERY_CODE:
-        recovery.digest("0" * recovery.CODE_LENGTH, ctx.random_bytes(recovery.SALT_BYTES), ctx.recovery_hash)
+def _stand_in_authenticator(ctx: ServiceContext) -> TotpCredential:
+    """An authenticator that is nobody's, checked in place of the missing one: a random key sealed with the key
+    ring exactly as enrollment seals a real one (so unsealing it costs the same), used before (as every activated
+    one has been) and never stored. Made once per key ring, i.e. once per process; never reaches the database."""
+    stand_in = _STAND_INS.get(ctx.keyring)
+    if stand_in is None:
+        now = ctx.clock.now()
+        sealed = ctx.keyring.seal(
+            ctx.random_bytes(enrollment.TOTP_KEY_BYTES),
+            context=factors.totp_context(_NOBODY),
+            random_bytes=ctx.random_bytes,
+        )
+        stand_in = _STAND_INS[ctx.keyring] = TotpCredential(
+            id=_NOBODY,
+            user_id=_NOBODY,
+            active=True,
+            key_fingerprint=sealed.key_fingerprint,
+            sealed_secret=sealed.blob,
+            created_at=now,
+            activated_at=now,
+            last_used_step=totp.time_step(now.timestamp()),
+            drift_steps=0,
+        )
+    return stand_in
