@@ -10,7 +10,8 @@ what to do next. It never contains a secret.
     │   ├── UsernameTaken               username_taken
     │   ├── WeakPassword                weak_password
     │   ├── BackupIncomplete            backup_incomplete
-    │   └── BackupDamaged               backup_damaged
+    │   ├── BackupDamaged               backup_damaged
+    │   └── ToleranceAboveInstance      tolerance_above_instance
     ├── AuthenticationError
     │   ├── InvalidCredentials          invalid_credentials
     │   ├── InvalidCode                 invalid_code
@@ -51,6 +52,7 @@ what to do next. It never contains a secret.
     │   ├── OrganisationNotFound        organisation_not_found
     │   └── MemberNotFound              member_not_found
     ├── DatabaseUnavailable             database_unavailable
+    │   └── DatabaseNotMigrated         database_not_migrated
     └── ConfigurationError              configuration_error
         ├── KeyMissing                  key_missing
         ├── HashKeyMissing              hash_key_missing
@@ -103,6 +105,16 @@ class BackupDamaged(InvalidInput):
 
     code = "backup_damaged"
     default_message = "The backup archive is damaged or was altered. Nothing was restored."
+
+
+class ToleranceAboveInstance(InvalidInput):
+    """An organisation asked to tolerate more wrong codes than the instance does: it may only be stricter."""
+
+    code = "tolerance_above_instance"
+    default_message = (
+        "An organisation may tolerate at most as many wrong codes as the instance does. Choose fewer, or leave it "
+        "empty to use the instance's setting."
+    )
 
 
 class AuthenticationError(NidanError):
@@ -400,6 +412,21 @@ class DatabaseUnavailable(NidanError):
         "moment; if it keeps happening, tell your administrator."
     )
     retry_after_seconds = 1
+
+
+class DatabaseNotMigrated(DatabaseUnavailable):
+    """The database answers, but a table or column nidan needs is not in it: emptied or recreated under a running
+    server, or left at an older migration. Nothing was read or changed; answered 503 with ``Retry-After`` (it lasts
+    until an administrator acts, so clients are asked to wait longer than for a busy database)."""
+
+    code = "database_not_migrated"
+    default_message = (
+        "The database is not set up for this version of nidan: a table or column it needs is missing (an empty "
+        "database, or migrations not applied). Nothing was changed. Administrators: restart `nidan serve`, which "
+        "applies the migrations as it starts, or restore the latest backup with `nidan restore`; `nidan doctor` "
+        "shows the database's revision."
+    )
+    retry_after_seconds = 30
 
 
 class ConfigurationError(NidanError):

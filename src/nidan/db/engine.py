@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from nidan.db.checkpoints import autocheckpoint_pages
-from nidan.errors import DatabaseUnavailable
+from nidan.errors import ConfigurationError, DatabaseUnavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -139,8 +139,19 @@ def upgrade_unless_current(engine: Engine) -> None:
             current = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
     except SQLAlchemyError:  # no table yet: a new database
         current = []
-    if list(current) != [HEAD_REVISION]:
-        upgrade(engine)
+    if list(current) == [HEAD_REVISION]:
+        return
+    from alembic.script import ScriptDirectory
+
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config(engine)).walk_revisions()}
+    if unknown := [revision for revision in current if revision not in known]:
+        # Alembic would stop with "Can't locate revision" and a traceback: say what happened and what to run.
+        raise ConfigurationError(
+            f"The database is at schema revision {', '.join(unknown)}, which this version of nidan does not know: "
+            "a newer nidan migrated it. Run that version (or a newer one), or restore a backup made with this one "
+            "into another database."
+        )
+    upgrade(engine)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

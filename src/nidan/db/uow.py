@@ -19,8 +19,9 @@ from nidan.db.audit import SqlAuditRepository
 from nidan.db.dialects import take_sqlite_write_lock
 from nidan.db.organisations import SqlOrganisationRepository
 from nidan.db.prepared import Prepared
+from nidan.db.schema_watch import SchemaWatch, missing_schema
 from nidan.db.throttles import SqlThrottleRepository
-from nidan.errors import DatabaseUnavailable
+from nidan.errors import DatabaseNotMigrated, DatabaseUnavailable
 
 log = logging.getLogger("nidan.db")
 
@@ -71,24 +72,43 @@ def _connect(engine: Engine) -> Connection:
     return connection
 
 
-def _end(connection: Connection, error: object) -> None:
-    """Roll back what was not committed and give the connection back; a lost connection is ``DatabaseUnavailable``."""
+def _end(connection: Connection, error: object, schema: SchemaWatch) -> None:
+    """Roll back what was not committed and give the connection back; a lost connection is ``DatabaseUnavailable``,
+    a missing table or column ``DatabaseNotMigrated`` (the one place either is told from another database error,
+    for SQLAlchemy's statements and ``Prepared`` ones alike)."""
+    database_error = error if isinstance(error, DBAPIError) else None
+    not_migrated: DatabaseNotMigrated | None = None
     try:
         if connection.in_transaction():
             connection.rollback()
+        if error is None:
+            schema.ended_well(connection)
+        elif (
+            database_error is not None
+            and not database_error.connection_invalidated
+            and missing_schema(connection.dialect, database_error)
+        ):
+            # Emptied, recreated or at an older migration under us: every request would fail alike, so it is
+            # answered 503 with what to do and logged once (SchemaWatch), not traced as a 500 each time.
+            not_migrated = schema.not_migrated(connection, database_error)
     finally:
         connection.close()
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
+    if not_migrated is not None:
+        raise not_migrated from database_error
+    if database_error is not None and database_error.connection_invalidated:
         # The database server went away under this connection (a restart, a failover, a killed backend): the
         # transaction was lost whole, and the pool now reconnects. Try again, not a 500.
-        log.warning("database connection lost: %s", str(error).splitlines()[0])
-        raise DatabaseUnavailable() from error
+        log.warning("database connection lost: %s", str(database_error).splitlines()[0])
+        raise DatabaseUnavailable() from database_error
 
 
 class SqlUnitOfWork(_Repositories):
-    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, engine: Engine, before_commit: Callable[[], None] | None = None, schema: SchemaWatch | None = None
+    ) -> None:
         self._engine = engine
         self._before_commit = before_commit
+        self._schema = schema or SchemaWatch.of(engine)
         self._connection: Connection | None = None
 
     def __enter__(self) -> SqlUnitOfWork:
@@ -99,7 +119,7 @@ class SqlUnitOfWork(_Repositories):
     def __exit__(self, *exc_info: object) -> None:
         assert self._connection is not None
         connection, self._connection = self._connection, None
-        _end(connection, exc_info[1] if exc_info else None)
+        _end(connection, exc_info[1] if exc_info else None, self._schema)
 
     def commit(self) -> None:
         assert self._connection is not None
@@ -121,9 +141,12 @@ class SqlSharedTransaction:
     shared lock cannot always take the write lock later. The repositories hold nothing but the connection, so one
     set serves every unit."""
 
-    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, engine: Engine, before_commit: Callable[[], None] | None = None, schema: SchemaWatch | None = None
+    ) -> None:
         self._engine = engine
         self._before_commit = before_commit
+        self._schema = schema or SchemaWatch.of(engine)
         self._unit: _SavepointUnit | None = None
 
     def units(self) -> _SavepointUnit:
@@ -136,7 +159,7 @@ class SqlSharedTransaction:
             if connection.dialect.name == "sqlite":
                 take_sqlite_write_lock(connection)
         except BaseException as error:
-            _end(connection, error)
+            _end(connection, error, self._schema)
             raise
         self._unit = _SavepointUnit(connection)
         return self
@@ -144,7 +167,7 @@ class SqlSharedTransaction:
     def __exit__(self, *exc_info: object) -> None:
         assert self._unit is not None
         unit, self._unit = self._unit, None
-        _end(unit.connection, exc_info[1] if exc_info else None)
+        _end(unit.connection, exc_info[1] if exc_info else None, self._schema)
 
     def commit(self) -> None:
         assert self._unit is not None
@@ -187,12 +210,13 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         #: TEST ONLY (fault injection, see ``commit_gate``); ``None`` in every real deployment.
         self.before_commit = before_commit
+        self.schema = SchemaWatch.of(engine)
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.before_commit)
+        return SqlUnitOfWork(self.engine, self.before_commit, self.schema)
 
     def shared(self) -> SqlSharedTransaction:
-        return SqlSharedTransaction(self.engine, self.before_commit)
+        return SqlSharedTransaction(self.engine, self.before_commit, self.schema)
 
 
 #: The longest a gated commit waits for the test, so a forgotten gate never hangs a process for good.
