@@ -212,11 +212,11 @@ def test_a_user_admin_cannot_unenroll_a_member_of_another_organisation(ctx: Serv
 def test_who_may_change_the_policy(ctx: ServiceContext, world: World, actor: str, allowed: bool) -> None:
     acting = world.people[actor]
     if allowed:
-        set_policy(ctx, world.a, OPTIONAL, tolerated=5, actor=acting)
+        set_policy(ctx, world.a, OPTIONAL, tolerated=0, actor=acting)
         set_policy(ctx, world.a, OPTIONAL, actor=acting)
         return
     with pytest.raises(NotPermitted):
-        set_policy(ctx, world.a, OPTIONAL, tolerated=5, actor=acting)
+        set_policy(ctx, world.a, OPTIONAL, tolerated=0, actor=acting)
     assert organisations.show(ctx, world.a, actor=None).organisation.policy.tolerated_failures is None
 
 

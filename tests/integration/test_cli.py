@@ -368,6 +368,19 @@ def test_invalid_setting_names_the_variable(nidan: Invoke, command: list[str]) -
     assert "NIDAN_SERVER_PORT" in result.stderr
 
 
+def test_a_default_organisation_tolerance_laxer_than_the_instance_is_refused(nidan: Invoke) -> None:
+    result = nidan(
+        "user", "list", env={"NIDAN_POLICY_TOLERATED_FAILURES": "5", "NIDAN_RATE_LIMIT_TOLERATED_FAILURES": "3"}
+    )
+    assert_refused(result, "configuration_error", exit_code=2)
+    assert "policy.tolerated_failures (5) is more than rate_limit.tolerated_failures (3)" in result.stderr
+    assert "NIDAN_ (" not in result.stderr  # a rule between two settings names them, not an empty path
+    equal = nidan(
+        "user", "list", env={"NIDAN_POLICY_TOLERATED_FAILURES": "3", "NIDAN_RATE_LIMIT_TOLERATED_FAILURES": "3"}
+    )
+    assert equal.exit_code == 0, equal.stderr
+
+
 def test_missing_key_is_reported_by_name(nidan: Invoke, runtime: Runtime, settings: Settings) -> None:
     ctx = runtime.services
     alice = make_user(ctx, "alice")

@@ -121,7 +121,7 @@ def test_org_policy_prints_previews_and_applies(nidan: Invoke, runtime: Runtime)
     ok(nidan("org", "member", "add", "eng", "cat", "--role", "user_admin"))
 
     shown = ok(nidan("org", "policy", "eng"))
-    assert "Two-step:        optional" in shown and "the instance's setting tolerated" in shown
+    assert "Two-step:        optional" in shown and "1 (the instance's setting) tolerated" in shown
 
     dry = ok(nidan("org", "policy", "eng", "--two-factor", "required_for_all", "--dry-run"))
     assert dry.splitlines() == [
@@ -142,15 +142,21 @@ def test_org_policy_prints_previews_and_applies(nidan: Invoke, runtime: Runtime)
     assert (policy.two_factor, policy.grace_period_days) == (TwoFactorPolicy.REQUIRED_FOR_ADMINS, 7)
 
     # Options not given keep their values; the tolerance can be set and handed back to the instance.
-    ok(nidan("org", "policy", "eng", "--tolerated-failures", "3", "--methods", "totp"))
+    ok(nidan("org", "policy", "eng", "--tolerated-failures", "0", "--methods", "totp"))
     policy = organisations.show(ctx, "eng", actor=None).organisation.policy
     assert (policy.two_factor, policy.grace_period_days) == (TwoFactorPolicy.REQUIRED_FOR_ADMINS, 7)
-    assert (policy.tolerated_failures, policy.allowed_methods) == (3, frozenset({Method.TOTP}))
+    assert (policy.tolerated_failures, policy.allowed_methods) == (0, frozenset({Method.TOTP}))
     ok(nidan("org", "policy", "eng", "--instance-tolerance"))
     assert organisations.show(ctx, "eng", actor=None).organisation.policy.tolerated_failures is None
     nobody = ok(nidan("org", "policy", "eng", "--two-factor", "optional"))
     assert nobody.startswith("Nobody will be asked")
 
+    # More than the instance tolerates (1) is refused, in a dry run too, and nothing changes.
+    for dry in ([], ["--dry-run"]):
+        laxer = nidan("org", "policy", "eng", "--tolerated-failures", "2", *dry)
+        assert laxer.exit_code != 0 and "tolerance_above_instance" in laxer.stderr, laxer.stderr
+        assert "at most as many wrong codes as the instance does (1)" in laxer.stderr
+    assert organisations.show(ctx, "eng", actor=None).organisation.policy.tolerated_failures is None
     both = nidan("org", "policy", "eng", "--tolerated-failures", "3", "--instance-tolerance")
     assert both.exit_code == 2 and "not both" in both.stderr
     changes = audit.all_events(ctx, event_type=EventType.ORGANISATION_POLICY_CHANGED)

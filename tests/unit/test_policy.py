@@ -18,9 +18,10 @@ from nidan.core.policy import (
     combined,
     enrolment,
     requires_two_factor,
+    tolerance_in_force,
     two_factor_required,
 )
-from nidan.errors import InvalidInput
+from nidan.errors import InvalidInput, ToleranceAboveInstance
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -117,7 +118,7 @@ def test_the_lowest_tolerated_failures_wins_and_unset_means_the_instance_setting
 
 
 def test_a_valid_policy() -> None:
-    policy = checked_policy(ALL, 14, [Method.TOTP, Method.TOTP], 3)
+    policy = checked_policy(ALL, 14, [Method.TOTP, Method.TOTP], 3, instance_tolerated=3)
     assert policy == OrgPolicy(ALL, 14, NO_RECOVERY, 3)
 
 
@@ -134,12 +135,31 @@ def test_a_valid_policy() -> None:
 )
 def test_invalid_policies_are_refused(grace: int, methods: list[Method], tolerated: int | None) -> None:
     with pytest.raises(InvalidInput):
-        checked_policy(ALL, grace, methods, tolerated)
+        checked_policy(ALL, grace, methods, tolerated, instance_tolerated=1000)
 
 
 def test_the_bounds_themselves_are_accepted() -> None:
-    assert checked_policy(OPTIONAL, MAX_GRACE_DAYS, [Method.TOTP], 0).grace_period_days == MAX_GRACE_DAYS
-    assert checked_policy(OPTIONAL, 0, list(Method), 1000).tolerated_failures == 1000
+    assert (
+        checked_policy(OPTIONAL, MAX_GRACE_DAYS, [Method.TOTP], 0, instance_tolerated=0).grace_period_days
+        == MAX_GRACE_DAYS
+    )
+    assert checked_policy(OPTIONAL, 0, list(Method), 1000, instance_tolerated=1000).tolerated_failures == 1000
+
+
+@pytest.mark.parametrize("instance", [0, 1, 20])
+def test_an_organisation_may_be_stricter_than_the_instance_never_laxer(instance: int) -> None:
+    assert (
+        checked_policy(OPTIONAL, 0, list(Method), instance, instance_tolerated=instance).tolerated_failures == instance
+    )
+    assert checked_policy(OPTIONAL, 0, list(Method), None, instance_tolerated=instance).tolerated_failures is None
+    with pytest.raises(ToleranceAboveInstance, match=rf"as the instance does \({instance}\)"):
+        checked_policy(OPTIONAL, 0, list(Method), instance + 1, instance_tolerated=instance)
+
+
+def test_the_tolerance_in_force_is_never_laxer_than_the_instance() -> None:
+    assert tolerance_in_force(None, 3) == 3
+    assert tolerance_in_force(1, 3) == 1
+    assert tolerance_in_force(466, 3) == 3  # stored before the instance was made stricter
 
 
 # --- what a sign-in does -------------------------------------------------------------------------------------

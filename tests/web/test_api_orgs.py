@@ -205,7 +205,7 @@ def test_an_admin_without_2fa_cannot_require_it_until_they_set_it_up(client: Tes
     enable_totp(client, ctx, token)
     done = client.put(
         f"{ORGS}/eng/policy",
-        json={"two_factor": "required_for_all", "grace_period_days": 14, "tolerated_failures": 3},
+        json={"two_factor": "required_for_all", "grace_period_days": 14, "tolerated_failures": 0},
         headers=root,
     )
     assert done.status_code == 200, done.text
@@ -213,7 +213,7 @@ def test_an_admin_without_2fa_cannot_require_it_until_they_set_it_up(client: Tes
         "two_factor": "required_for_all",
         "grace_period_days": 14,
         "allowed_methods": ["totp", "recovery_code"],
-        "tolerated_failures": 3,
+        "tolerated_failures": 0,
     }
 
 
@@ -230,6 +230,23 @@ def test_policy_fields_are_checked(client: TestClient, runtime: Runtime) -> None
     ):
         refused = client.put(f"{ORGS}/default/policy", json=body, headers=root)
         assert refused.status_code == 422 and error_code(refused) == "invalid_request", body
+
+
+def test_an_organisation_may_not_tolerate_more_than_the_instance(client: TestClient, runtime: Runtime) -> None:
+    """A laxer count used to be stored and shown, though the backoff never applied it."""
+    root = root_with_totp(client, runtime.services)
+    instance = runtime.services.backoff.tolerated_failures
+    laxer = client.put(
+        f"{ORGS}/default/policy", json={"two_factor": "optional", "tolerated_failures": instance + 1}, headers=root
+    )
+    assert laxer.status_code == 422 and error_code(laxer) == "tolerance_above_instance"
+    assert f"at most as many wrong codes as the instance does ({instance})" in laxer.json()["error"]["message"]
+    shown = client.get(f"{ORGS}/default", headers=root).json()["policy"]
+    assert shown["tolerated_failures"] is None
+    same = client.put(
+        f"{ORGS}/default/policy", json={"two_factor": "optional", "tolerated_failures": instance}, headers=root
+    )
+    assert same.status_code == 200 and same.json()["policy"]["tolerated_failures"] == instance
 
 
 # --- members ----------------------------------------------------------------------------------------------------------

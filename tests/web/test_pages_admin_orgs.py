@@ -159,14 +159,14 @@ def test_the_preview_lists_who_will_be_asked_and_apply_changes_the_policy(client
     assert 'href="/admin/orgs/a">Cancel</a>' in form.group(0)
     applied = submit(
         client, graced, f"{POLICY}/policy", two_factor="required_for_all", grace_period_days="7",
-        methods="totp", tolerated_failures="3",
+        methods="totp", tolerated_failures="0",
     )  # fmt: skip
     assert applied.status_code == 303 and applied.headers["location"] == f"{POLICY}?notice=policy_changed"
     after = client.get(applied.headers["location"])
     assert "The two-step policy was changed" in text_of(after)
     assert is_checked(after, "two-factor-required_for_all") and not is_checked(after, "method-recovery_code")
-    assert 'value="3"' in input_tag(after, "tolerated") and 'value="7"' in input_tag(after, "grace")
-    assert policy_of(ctx) == organisations.OrgPolicy(TwoFactorPolicy.REQUIRED_FOR_ALL, 7, frozenset({Method.TOTP}), 3)
+    assert 'value="0"' in input_tag(after, "tolerated") and 'value="7"' in input_tag(after, "grace")
+    assert policy_of(ctx) == organisations.OrgPolicy(TwoFactorPolicy.REQUIRED_FOR_ALL, 7, frozenset({Method.TOTP}), 0)
     log = text_of(client.get("/security/events"))
     assert "Organisation's two-step policy changed" in log and "to: required_for_all" in log
 
@@ -180,16 +180,22 @@ def test_policy_mistakes_are_shown_next_to_the_form(client: TestClient, runtime:
     team(ctx)
     signed_in(client, ctx, "root", InstanceRole.ADMIN)
     page = client.get(POLICY)
-    for fields, message in [
-        ({"grace_period_days": "400"}, "The grace period is 0 to 365 days."),
-        ({"grace_period_days": "-1"}, "The grace period is 0 to 365 days."),
-        ({"tolerated_failures": "many"}, "Tolerated failures are 0 to 1000"),
-        ({"two_factor": "sometimes"}, "Choose whether two-step verification is optional or required."),
+    laxer = "An organisation may tolerate at most as many wrong codes as the instance does (1)."
+    for fields, message, code in [
+        ({"grace_period_days": "400"}, "The grace period is 0 to 365 days.", "invalid_request"),
+        ({"grace_period_days": "-1"}, "The grace period is 0 to 365 days.", "invalid_request"),
+        ({"tolerated_failures": "many"}, "Tolerated failures are 0 to 1000", "invalid_request"),
+        ({"tolerated_failures": "2"}, laxer, "tolerance_above_instance"),
+        (
+            {"two_factor": "sometimes"},
+            "Choose whether two-step verification is optional or required.",
+            "invalid_request",
+        ),
     ]:
         refused = preview(client, page, **fields)
         assert refused.status_code == 422, refused.text
         assert message in text_of(refused)
-        assert_support_details(refused, "invalid_request", "root")
+        assert_support_details(refused, code, "root")
     assert policy_of(ctx).two_factor is TwoFactorPolicy.OPTIONAL
 
 

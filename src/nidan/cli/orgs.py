@@ -12,7 +12,7 @@ import typer
 
 from nidan.core.models import Method, OrgRole
 from nidan.core.organisations import Organisation
-from nidan.core.policy import MAX_GRACE_DAYS, OrgPolicy, TwoFactorPolicy
+from nidan.core.policy import MAX_GRACE_DAYS, TwoFactorPolicy, checked_policy, tolerance_in_force
 from nidan.errors import InvalidInput
 from nidan.services import accounts, organisations
 
@@ -27,9 +27,15 @@ Slug = Annotated[str, typer.Argument(help="The organisation's short name: a-z, 0
 Username = Annotated[str, typer.Argument(help="The member's username.")]
 
 
-def describe_policy(organisation: Organisation) -> list[str]:
+def describe_policy(organisation: Organisation, instance_tolerated: int) -> list[str]:
     policy = organisation.policy
-    tolerance = "the instance's setting" if policy.tolerated_failures is None else str(policy.tolerated_failures)
+    in_force = tolerance_in_force(policy.tolerated_failures, instance_tolerated)
+    if policy.tolerated_failures is None:
+        tolerance = f"{in_force} (the instance's setting)"
+    elif policy.tolerated_failures > in_force:  # stored before the instance was made stricter
+        tolerance = f"{in_force} (the instance's limit; {policy.tolerated_failures} is set but has no effect)"
+    else:
+        tolerance = str(in_force)
     return [
         f"Two-step:        {policy.two_factor.value}",
         f"Grace period:    {policy.grace_period_days} day{'s' if policy.grace_period_days != 1 else ''}",
@@ -92,10 +98,11 @@ def show(ctx: typer.Context, slug: Slug) -> None:
     """One organisation: its policy and its members (role, managed or outside collaborator, 2FA)."""
     with opened_runtime(ctx) as runtime:
         view = organisations.show(runtime.services, slug, actor=None)
+        instance_tolerated = runtime.services.backoff.tolerated_failures
     organisation = view.organisation
     lines = [f"Organisation:    {organisation.slug} ({organisation.name})"]
     lines.append(f"Created:         {minute_text(organisation.created_at)} UTC")
-    lines += describe_policy(organisation)
+    lines += describe_policy(organisation, instance_tolerated)
     lines += ["", *render_table(_member_rows(view)).splitlines()] if view.members else ["Members:         none"]
     typer.echo("\n".join(lines))
 
@@ -170,16 +177,25 @@ def policy(
         services = runtime.services
         current = organisations.show(services, slug, actor=None).organisation
         if not changing:
-            typer.echo("\n".join([f"Organisation:    {current.slug} ({current.name})", *describe_policy(current)]))
+            typer.echo(
+                "\n".join(
+                    [
+                        f"Organisation:    {current.slug} ({current.name})",
+                        *describe_policy(current, services.backoff.tolerated_failures),
+                    ]
+                )
+            )
             return
         old = current.policy
         allowed = _methods(methods) if methods is not None else list(old.allowed_methods)
         tolerance = old.tolerated_failures if tolerated_failures is None else tolerated_failures
-        proposed = OrgPolicy(
-            two_factor=two_factor or old.two_factor,
-            grace_period_days=grace_days if grace_days is not None else old.grace_period_days,
-            allowed_methods=frozenset(allowed),
-            tolerated_failures=None if instance_tolerance else tolerance,
+        # Checked before the preview, so that a dry run refuses what the change would refuse.
+        proposed = checked_policy(
+            two_factor or old.two_factor,
+            grace_days if grace_days is not None else old.grace_period_days,
+            allowed,
+            None if instance_tolerance else tolerance,
+            instance_tolerated=services.backoff.tolerated_failures,
         )
         entries = organisations.preview(services, current.slug, proposed, actor=None)
         typer.echo("\n".join(_describe_preview(entries)))
@@ -196,7 +212,8 @@ def policy(
             actor=None,
             client=client,
         )
-    typer.echo("\n".join([f"Policy of {updated.slug} changed:", *describe_policy(updated)]))
+    described = describe_policy(updated, services.backoff.tolerated_failures)
+    typer.echo("\n".join([f"Policy of {updated.slug} changed:", *described]))
 
 
 RoleOption = Annotated[

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from nidan.core.models import Method, OrgRole
-from nidan.errors import InvalidInput
+from nidan.errors import InvalidInput, ToleranceAboveInstance
 
 
 class TwoFactorPolicy(StrEnum):
@@ -29,6 +29,8 @@ SETTINGS_ROLES = frozenset({OrgRole.OWNER, OrgRole.ADMIN})
 #: The authenticator app is the one method a person sets up: an organisation cannot forbid it (no lock-out).
 REQUIRED_METHODS = frozenset({Method.TOTP})
 MAX_GRACE_DAYS = 365
+#: The largest count of wrong codes anything may tolerate before the backoff blocks (instance or organisation).
+MAX_TOLERATED_FAILURES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +43,37 @@ class OrgPolicy:
 
 
 def checked_policy(
-    two_factor: TwoFactorPolicy, grace_period_days: int, allowed_methods: Iterable[Method], tolerated: int | None
+    two_factor: TwoFactorPolicy,
+    grace_period_days: int,
+    allowed_methods: Iterable[Method],
+    tolerated: int | None,
+    *,
+    instance_tolerated: int,
 ) -> OrgPolicy:
+    """The policy asked for, or ``InvalidInput`` naming what is wrong. ``instance_tolerated`` is the instance's
+    ``rate_limit.tolerated_failures``: an organisation may be stricter than the instance, never laxer (a laxer count
+    would be stored, shown, and silently not applied)."""
     allowed = frozenset(allowed_methods)
     if not allowed >= REQUIRED_METHODS:
         raise InvalidInput("The authenticator app (totp) must stay allowed: it is how people set up 2FA.")
     if not 0 <= grace_period_days <= MAX_GRACE_DAYS:
         raise InvalidInput(f"The grace period is 0 to {MAX_GRACE_DAYS} days.")
-    if tolerated is not None and not 0 <= tolerated <= 1000:
-        raise InvalidInput("Tolerated failures are 0 to 1000 (or unset, for the instance's setting).")
+    if tolerated is not None and not 0 <= tolerated <= MAX_TOLERATED_FAILURES:
+        raise InvalidInput(
+            f"Tolerated failures are 0 to {MAX_TOLERATED_FAILURES} (or unset, for the instance's setting)."
+        )
+    if tolerated is not None and tolerated > instance_tolerated:
+        raise ToleranceAboveInstance(
+            f"An organisation may tolerate at most as many wrong codes as the instance does ({instance_tolerated}). "
+            f"Choose {instance_tolerated} or fewer, or leave it empty to use the instance's setting."
+        )
     return OrgPolicy(two_factor, grace_period_days, allowed, tolerated)
+
+
+def tolerance_in_force(tolerated: int | None, instance_tolerated: int) -> int:
+    """The wrong codes an organisation's members are tolerated: its own count when stricter than the instance's.
+    A count stored before the instance was made stricter does not loosen it (``throttling.second_factor``)."""
+    return instance_tolerated if tolerated is None else min(tolerated, instance_tolerated)
 
 
 def requires_two_factor(policy: TwoFactorPolicy, role: OrgRole) -> bool:

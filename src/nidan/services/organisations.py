@@ -176,7 +176,10 @@ def set_policy(
 ) -> Organisation:
     """Change an organisation's policy (owners, admins, instance administrators); audited with old and new. An
     actor who would be required to have 2FA by the new policy and has none is refused: they would be first in line."""
-    policy = checked_policy(two_factor, grace_period_days, allowed_methods, tolerated_failures)
+    instance_tolerated = ctx.backoff.tolerated_failures
+    policy = checked_policy(
+        two_factor, grace_period_days, allowed_methods, tolerated_failures, instance_tolerated=instance_tolerated
+    )
     with ctx.uow() as uow:
         organisation = _find(uow, slug)
         authority.require_org_manager(uow, actor, organisation, settings=True)

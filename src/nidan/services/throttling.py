@@ -15,7 +15,7 @@ from nidan.core import backoff
 from nidan.core.audit import Detail, EventType
 from nidan.core.backoff import BackoffPolicy, ThrottleState
 from nidan.core.models import ClientInfo, ThrottleScope, User
-from nidan.core.policy import combined
+from nidan.core.policy import combined, tolerance_in_force
 from nidan.core.ports import UnitOfWork
 from nidan.core.usernames import username_key
 from nidan.errors import RateLimited, VerificationLocked
@@ -49,9 +49,9 @@ class Reservation:
 def second_factor(ctx: ServiceContext, user_id: int, tolerated_failures: int | None = None) -> Subject:
     """A user's second step; ``tolerated_failures`` when their organisations set a count."""
     policy = ctx.backoff
-    # An organisation may be stricter than the instance, never laxer: the instance's setting is the floor.
-    if tolerated_failures is not None and tolerated_failures < policy.tolerated_failures:
-        policy = replace(policy, tolerated_failures=tolerated_failures)
+    in_force = tolerance_in_force(tolerated_failures, policy.tolerated_failures)
+    if in_force != policy.tolerated_failures:
+        policy = replace(policy, tolerated_failures=in_force)
     return Subject(ThrottleScope.SECOND_FACTOR, str(user_id), policy)
 
 

@@ -84,7 +84,7 @@ class PolicyFields:
             tolerated_failures=form_field(form, "tolerated_failures", 16).strip(),
         )
 
-    def policy(self) -> OrgPolicy:
+    def policy(self, instance_tolerated: int) -> OrgPolicy:
         """The policy these fields ask for; ``InvalidInput`` naming the field that is wrong."""
         try:
             two_factor = TwoFactorPolicy(self.two_factor)
@@ -95,7 +95,7 @@ class PolicyFields:
         if self.tolerated_failures:
             tolerated = _number(self.tolerated_failures, "Tolerated failures are 0 to 1000, or empty.")
         methods = [m for m in Method if m.value in self.methods]
-        return checked_policy(two_factor, grace, methods, tolerated)
+        return checked_policy(two_factor, grace, methods, tolerated, instance_tolerated=instance_tolerated)
 
 
 def _number(value: str, message: str) -> int:
@@ -268,7 +268,7 @@ def preview_policy(request: Request, slug: Slug, form: CheckedForm, ctx: Service
         return ask
     fields = PolicyFields.read(form)
     try:
-        proposed = fields.policy()
+        proposed = fields.policy(ctx.backoff.tolerated_failures)
     except InvalidInput as exc:
         failure = _fail("policy", exc, session)
         return _org_page(request, ctx, session, slug, status=status_for(exc), failure=failure, policy=fields)
@@ -284,7 +284,7 @@ def apply_policy(
         return ask
     fields = PolicyFields.read(form)
     try:
-        proposed = fields.policy()
+        proposed = fields.policy(ctx.backoff.tolerated_failures)
     except InvalidInput as exc:
         failure = _fail("policy", exc, session)
         return _org_page(request, ctx, session, slug, status=status_for(exc), failure=failure, policy=fields)
