@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from nidan.core.models import Method
@@ -36,19 +38,100 @@ class _Section(BaseSettings):
         return env_settings, init_settings
 
 
+#: Two years, subdomains included: the duration hstspreload.org recommends. ``preload`` is the operator's choice: it is
+#: hard to undo.
+DEFAULT_HSTS = "max-age=63072000; includeSubDomains"
+_HSTS_MAX_AGE = re.compile(r"max-age=([0-9]{1,10})", re.IGNORECASE)
+_HSTS_FLAGS = ("includesubdomains", "preload")
+
+
+def _checked_hsts(value: str) -> str:
+    """An HSTS header value (RFC 6797): ``max-age=N`` once, ``includeSubDomains`` and ``preload`` at most once each,
+    nothing else. Stricter than browsers, so a typo is refused at start instead of being silently ignored."""
+    # Only spaces and tabs are trimmed: a line break (header injection) or any other control character is refused.
+    value = value.strip(" \t")
+    if not value:
+        return ""
+    if not value.isascii() or not value.isprintable():
+        raise ValueError("must be one line of printable ASCII")
+    seen: list[str] = []
+    max_age: int | None = None
+    for directive in (part.strip() for part in value.split(";")):
+        if not directive:
+            continue
+        if found := _HSTS_MAX_AGE.fullmatch(directive):
+            name, max_age = "max-age", int(found.group(1))
+        elif directive.lower() in _HSTS_FLAGS:
+            name = directive.lower()
+        else:
+            raise ValueError(f"{directive!r} is not max-age=SECONDS, includeSubDomains or preload")
+        if name in seen:
+            raise ValueError(f"{name} is given twice")
+        seen.append(name)
+    if max_age is None:
+        raise ValueError("max-age=SECONDS is required (max-age=0 tells browsers to forget an earlier one)")
+    if "preload" in seen and ("includesubdomains" not in seen or max_age < 31_536_000):
+        raise ValueError("preload needs includeSubDomains and a max-age of at least 31536000 (one year)")
+    return value
+
+
+def _checked_public_url(value: str) -> str:
+    """An absolute http(s) address with a host: the pages derive nidan's own origin from it."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a URL: {exc}") from exc
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or not value.isprintable()
+        or any(character.isspace() for character in value)
+    ):
+        raise ValueError("must be an http:// or https:// address with a host name, e.g. https://2fa.example.com")
+    return value
+
+
 class ServerSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="NIDAN_SERVER_", extra="forbid")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
-    #: The address people use to reach nidan (behind a proxy, its https URL); links and cookies follow it.
+    #: The address people use to reach nidan (behind a proxy, its https URL); links, cookies, the pages' origin check
+    #: and HSTS follow it.
     public_url: str | None = None
+    #: The ``Strict-Transport-Security`` header every answer carries while ``public_url`` is https; '' sends none.
+    hsts: str = DEFAULT_HSTS
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     #: One line per request on standard output (no query strings); off when a proxy in front keeps its own.
     access_log: bool = True
     #: Reverse proxies whose ``X-Forwarded-For`` is believed (addresses or CIDRs; env: comma-separated).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        # Empty (as an unset environment variable often is) means unset, as it always did for links.
+        if not value:
+            return None
+        return _checked_public_url(value)
+
+    @field_validator("hsts")
+    @classmethod
+    def _valid_hsts(cls, value: str) -> str:
+        return _checked_hsts(value)
+
+    @property
+    def strict_transport_security(self) -> str | None:
+        """The HSTS value to send, or ``None``: only an https public address may pin browsers to https (over plain
+        http browsers ignore the header, and pinning an http-only name would make it unreachable)."""
+        if self.hsts and self.public_url and self.public_url.lower().startswith("https://"):
+            return self.hsts
+        return None
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -159,6 +242,18 @@ class Settings(_Section):
         "policy": PolicySettings,
     }
 
+    @model_validator(mode="after")
+    def _organisations_never_laxer(self) -> Settings:
+        # New organisations start with policy.tolerated_failures: laxer than the instance, it would be stored and
+        # shown but never applied (an organisation may only be stricter).
+        tolerated, limit = self.policy.tolerated_failures, self.rate_limit.tolerated_failures
+        if tolerated is not None and tolerated > limit:
+            raise ValueError(
+                f"policy.tolerated_failures ({tolerated}) is more than rate_limit.tolerated_failures ({limit}): an "
+                "organisation may only be stricter than the instance"
+            )
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'nidan.db').resolve()}"
@@ -206,6 +301,9 @@ def describe_invalid_settings(exc: ValidationError) -> str:
     for problem in exc.errors():
         path = [section, *(str(part) for part in problem["loc"])] if section else [str(p) for p in problem["loc"]]
         path = [part for part in path if part]
+        if not path:  # a rule between settings (a model validator) names them in its own message
+            problems.append(str(problem["msg"]).removeprefix("Value error, "))
+            continue
         key = ".".join(path)
         env = "NIDAN_" + "_".join(part.upper() for part in path)
         got = f" (got {problem['input']!r})" if "input" in problem and not isinstance(problem["input"], dict) else ""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
@@ -16,6 +14,7 @@ from nidan.bootstrap import Runtime
 from nidan.services import accounts, enrollment, setup
 from nidan.web.app import create_app
 from tests.helpers import PASSWORD, auth_header, make_user
+from tests.web.csrf_support import csrf_token_for
 from tests.web.test_pages import (
     assert_support_details,
     csrf_of,
@@ -59,7 +58,7 @@ def test_the_csrf_token_is_the_hmac_of_the_cookie(client: TestClient, runtime: R
     page = client.get("/login")
     cookie = client.cookies.get("nidan_csrf")
     assert cookie
-    expected = hmac.new(runtime.services.hash_key, f"csrf:{cookie}".encode(), hashlib.sha256).hexdigest()
+    expected = csrf_token_for(runtime.services.hash_key, cookie)
     assert csrf_of(page) == expected
     # The cookie is made once and kept: a second page uses the same pair.
     again = client.get("/login")
@@ -206,7 +205,7 @@ def test_pages_carry_security_headers(client: TestClient, path: str) -> None:
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "img-src 'self' data:" in csp
     assert "unsafe-inline" not in csp
     assert response.headers["x-frame-options"] == "DENY"
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "strict-origin"
     assert response.headers["cache-control"] == "no-store"
 
 

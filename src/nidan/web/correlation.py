@@ -29,14 +29,19 @@ SCOPE_KEY = "nidan.correlation_id"
 
 class CorrelationIdMiddleware:
     """Gives each HTTP request its correlation id (the caller's, when it is a plain token) and every answer the
-    ``X-Correlation-ID`` and ``Cache-Control: no-store`` headers, and answers a crash with a 500 that carries the id.
+    ``X-Correlation-ID`` and ``Cache-Control: no-store`` headers (and ``Strict-Transport-Security`` when ``hsts`` is
+    given), and answers a crash with a 500 that carries the id.
+
+    This is the one place headers every answer needs are added: pages, the API, the verify API's front door, static
+    files, redirects, 404s and error answers all pass through it.
 
     The verify API's front door runs one ahead of FastAPI's stack (``nidan.web.app``), and the stack keeps its
     own for every other path: an instance that finds the request numbered already keeps that id and leaves the
     headers to the outer one, but still answers a crash further in."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts: str | None = None) -> None:
         self.app = app
+        self.hsts = hsts.encode("ascii") if hsts else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,7 +55,7 @@ class CorrelationIdMiddleware:
             correlation_id = _incoming_or_new(scope)
             scope[SCOPE_KEY] = correlation_id
             token = _current.set(correlation_id)
-            send_with_id = _with_headers(send, correlation_id, str(scope.get("path", "")))
+            send_with_id = _with_headers(send, correlation_id, str(scope.get("path", "")), self.hsts)
 
         started = False
 
@@ -85,7 +90,7 @@ def _incoming_or_new(scope: Scope) -> str:
     return incoming if _ACCEPTABLE.match(incoming) else os.urandom(16).hex()
 
 
-def _with_headers(send: Send, correlation_id: str, path: str) -> Send:
+def _with_headers(send: Send, correlation_id: str, path: str, hsts: bytes | None = None) -> Send:
     # Answers carry sessions, tokens, keys and account state: no cache may keep them. The static files may.
     cacheable = path.startswith("/static/")
 
@@ -95,6 +100,10 @@ def _with_headers(send: Send, correlation_id: str, path: str) -> Send:
             headers.append((b"x-correlation-id", correlation_id.encode("ascii")))
             if not cacheable and not any(name.lower() == b"cache-control" for name, _ in headers):
                 headers.append((b"cache-control", b"no-store"))
+            # One header, whatever answered: a browser that saw it once keeps to https for max-age, so a later
+            # first request over plain http (a typed address, an old bookmark) cannot be intercepted.
+            if hsts is not None and not any(name.lower() == b"strict-transport-security" for name, _ in headers):
+                headers.append((b"strict-transport-security", hsts))
             message["headers"] = headers
         await send(message)
 

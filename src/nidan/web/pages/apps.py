@@ -43,7 +43,10 @@ def _admin_gate(request: Request, ctx: ServiceContext, session: signin.CurrentSe
 
 
 def public_base(request: Request) -> str:
-    """Where relying applications reach nidan: the configured public address, else the one this browser used."""
+    """Where relying applications reach nidan: the configured public address, else the one this browser used.
+
+    The fallback comes from the request's Host, shown only to the administrator whose browser sent it, in an answer
+    no cache keeps (no-store): a forged Host can only mislead its own sender. Redirects never use it."""
     settings = getattr(request.app.state, "settings", None)
     public_url = settings.server.public_url if settings is not None else None
     base = public_url if isinstance(public_url, str) and public_url else str(request.base_url)

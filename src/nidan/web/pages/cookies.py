@@ -18,6 +18,8 @@ from nidan.web.deps import cookies_secure, services, session_cookie_name
 
 MFA_COOKIE = "nidan_mfa"
 SameSite = Literal["lax", "strict"]
+#: The session cookie this answer sets ('' when it clears it), for the forms rendered into the same answer.
+_NEW_SESSION_STATE = "nidan_new_session"
 
 
 def is_secure(request: Request) -> bool:
@@ -51,10 +53,26 @@ def set_session(request: Request, response: Response, ctx: ServiceContext, token
     enrolment_only = token.startswith(signin.ENROLMENT_PREFIX)
     max_age = int((signin.ENROLMENT_LIFETIME if enrolment_only else ctx.session_lifetime).total_seconds())
     set_cookie(request, response, session_cookie_name(request), token, max_age, "lax")
+    forms_follow_session(request, token)
 
 
 def clear_session(request: Request, response: Response) -> None:
     delete_cookie(request, response, session_cookie_name(request), "lax")
+    forms_follow_session(request, "")
+
+
+def forms_follow_session(request: Request, token: str) -> None:
+    """Bind the forms of this answer to the session cookie it sets ('' for none), not the one the browser sent:
+    the browser sends the new one with them (``pages.csrf``). Call it before rendering a page that sets one."""
+    setattr(request.state, _NEW_SESSION_STATE, token)
+
+
+def session_for_forms(request: Request) -> str | None:
+    """The session cookie the browser will send with this answer's forms."""
+    new: str | None = getattr(request.state, _NEW_SESSION_STATE, None)
+    if new is not None:
+        return new or None
+    return session_from_cookie(request)
 
 
 def signed_in_user(request: Request, ctx: ServiceContext) -> signin.CurrentSession | None:

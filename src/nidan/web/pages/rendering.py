@@ -31,7 +31,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Never a path or query (the setup and recovery links carry a one-time token in theirs), only the origin. Not
+    # no-referrer: under that, browsers send `Origin: null` with the page's own form posts, which pages.csrf refuses.
+    "Referrer-Policy": "strict-origin",
     # Every page carries a CSRF token or personal data, and some show secrets: no copy stays in any cache.
     "Cache-Control": "no-store",
 }
@@ -166,7 +168,8 @@ def render(
 
 def redirect(path: str, notice: str | None = None) -> RedirectResponse:
     """303 See Other to a local path (after a POST the browser follows with GET)."""
-    assert path.startswith("/") and not path.startswith("//")
+    # '//host' and '/\\host' would be another host to a browser.
+    assert path.startswith("/") and not path.startswith(("//", "/\\"))
     if notice is not None:
         assert notice in NOTICES
         path = f"{path}?notice={notice}"

@@ -110,14 +110,19 @@ def activate_totp(
             problem=problem(exc, user.username),
             can_retry=isinstance(exc, InvalidCode),
         )
+    full_session = None
+    if session.enrolment_only:
+        # The sign-in that had to set up 2FA continues as a full one. Known before the page is made, so its forms
+        # are bound to the session cookie the browser will send with them (pages.csrf).
+        full_session = signin.finish_enrolment(ctx, session, client).session_token
+        cookies.forms_follow_session(request, full_session)
     response: Response
     if activated.recovery_codes:  # new to 2FA, or registering again: a new set to save
         response = _codes_page(request, ctx, user, activated.recovery_codes, first_time=True)
     else:
         response = render(request, "totp_replaced.html", username=user.username)
-    if session.enrolment_only:
-        # The sign-in that had to set up 2FA continues as a full one.
-        cookies.set_session(request, response, ctx, signin.finish_enrolment(ctx, session, client).session_token)
+    if full_session is not None:
+        cookies.set_session(request, response, ctx, full_session)
     return response
 
 
