@@ -11,7 +11,9 @@ from nidan.core.policy import OrgPolicy
 from nidan.errors import InvalidInput
 
 DEFAULT_SLUG = "default"
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+#: An organisation's short name: the one rule, also stated in the OpenAPI document.
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+_SLUG = re.compile(SLUG_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

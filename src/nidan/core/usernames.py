@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+#: A username's key (and an application's name): the one rule, also stated in the OpenAPI document.
+USERNAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$"
+_USERNAME = re.compile(USERNAME_PATTERN)
 
 
 def normalised_username(username: str) -> str:

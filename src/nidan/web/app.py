@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -17,7 +18,9 @@ from nidan.web import forward_auth, pages
 from nidan.web.api.v1 import admin, apps, auth, events, me, organisations, tokens, verify
 from nidan.web.client_address import parse_networks
 from nidan.web.correlation import BodySizeLimitMiddleware, CorrelationIdMiddleware
+from nidan.web.openapi import with_security
 from nidan.web.problems import install_error_handlers
+from nidan.web.trailing_slash import slash_redirect_or_not_found
 
 API_DESCRIPTION = """
 nidan's REST API. Sign in with `POST /api/v1/auth/login`, then, when a second factor is set up,
@@ -46,6 +49,10 @@ class NidanApp(FastAPI):
         """FastAPI's own handling, for what the front door does not answer itself."""
         await super().__call__(scope, receive, send)
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the security each operation demands (derived from its routes)."""
+        return with_security(super().openapi(), self.routes)
+
 
 def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> NidanApp:
     runtime = runtime or build_runtime(settings or load_settings())
@@ -63,7 +70,10 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
         docs_url=None,
         redoc_url=None,
         lifespan=serving,
+        # Starlette's would build the redirect from the Host header: ours is relative (nidan.web.trailing_slash).
+        redirect_slashes=False,
     )
+    app.router.default = slash_redirect_or_not_found(app.router)
     app.state.services = serving_services(runtime)
     app.state.settings = runtime.settings
     app.state.storage_is_embedded = runtime.storage_is_embedded
@@ -96,7 +106,8 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
 
     max_body_bytes = runtime.settings.server.max_body_bytes
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(CorrelationIdMiddleware)
+    hsts = runtime.settings.server.strict_transport_security
+    app.add_middleware(CorrelationIdMiddleware, hsts=hsts)
     # Well-formed verify calls are answered ahead of all of the above (see VerifyFastPath); the rest go through it.
-    app.verify_front = CorrelationIdMiddleware(verify.VerifyFastPath(app.stack, app.state, max_body_bytes))
+    app.verify_front = CorrelationIdMiddleware(verify.VerifyFastPath(app.stack, app.state, max_body_bytes), hsts=hsts)
     return app

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nidan import errors
@@ -86,7 +87,8 @@ def error_response(error: errors.NidanError) -> JSONResponse:
 
 
 def _log_server_error(status: int, error: errors.NidanError) -> None:
-    if status >= 500:
+    # A missing schema is logged once by the database layer (db.schema_watch), not once per request it refuses.
+    if status >= 500 and not isinstance(error, errors.DatabaseNotMigrated):
         log.error("request failed: %s (%s)", error.code, error.message)
 
 
@@ -105,8 +107,29 @@ class ErrorPageRenderer(Protocol):
     def __call__(self, request: Request, status: int, code: str, message: str) -> Response: ...
 
 
+#: Paths answered for programs: their errors are the JSON error body, never a page (probes read ``/healthz``).
+_JSON_PATHS = ("/api/", "/openapi", "/auth/", "/healthz")
+
+
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(("/api/", "/openapi", "/auth/")) or request.app.state.error_page is None
+    return request.url.path.startswith(_JSON_PATHS) or request.app.state.error_page is None
+
+
+def allowed_methods(request: Request) -> str:
+    """``Allow`` for the request's path: every method of every route on it (RFC 9110 wants them all, and one path
+    may be served by several routes, each with its own methods, where Starlette's 405 names only the first's)."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        path_regex = getattr(route, "path_regex", None)
+        if route.methods and path_regex is not None and path_regex.match(path):
+            methods.update(route.methods)
+    return ", ".join(sorted(methods))
+
+
+def _body_unreadable(exc: StarletteHTTPException) -> bool:
+    """FastAPI's 400 for a JSON body it could not even decode (not UTF-8): the same mistake as malformed JSON."""
+    return exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError)
 
 
 async def _respond(
@@ -140,8 +163,14 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _body_unreadable(exc):
+            fields: list[dict[str, object]] = [{"field": "body", "problem": "not UTF-8"}]
+            return await _respond(request, 422, "invalid_request", "The request body is not valid JSON.", fields=fields)
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
-        return await _respond(request, exc.status_code, code, message)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return await _respond(request, exc.status_code, code, message, headers)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,14 +20,33 @@ from nidan.core.backoff import ThrottleState
 from nidan.errors import NoEnrollment
 from nidan.services import audit, throttling, tokens, user_admin
 from nidan.web.api.v1.events import AuditEventsResponse, Before, Limit, events_response
-from nidan.web.api.v1.schemas import ClockObservationOut, ErrorDetail, clock_observations_out
+from nidan.web.api.v1.schemas import (
+    INVISIBLE_REFUSED,
+    NOT_BLANK_LINE_PATTERN,
+    ONE_LINE_PATTERN,
+    ClockObservationOut,
+    ErrorDetail,
+    UsernameInPath,
+    clock_observations_out,
+    documented_pattern,
+)
 from nidan.web.deps import Client, InstanceAdmin, ManagerSession, Services
 from nidan.web.openapi import errors_documented
 from nidan.web.problems import error_body
 
 router = APIRouter(prefix="/api/v1/admin", tags=["administration"])
 
-Username = Annotated[str, Path(min_length=1, max_length=256)]
+Username = UsernameInPath
+REASON_HELP = f"Why, for the security log (e.g. a ticket number): printable, on one line. {INVISIBLE_REFUSED}"
+#: The optional reason of a query string: the same rule as in a body.
+Reason = Annotated[
+    str | None,
+    Query(
+        max_length=audit.MAX_REASON,
+        description=REASON_HELP,
+        json_schema_extra=documented_pattern(ONE_LINE_PATTERN),
+    ),
+]
 
 
 class CounterOut(BaseModel):
@@ -96,7 +115,7 @@ def clear_block(
     ctx: Services,
     admin: ManagerSession,
     client: Client,
-    reason: Annotated[str | None, Query(max_length=200, description="Why, for the audit log.")] = None,
+    reason: Reason = None,
 ) -> BlockClearedOut:
     # Permission first: to an organisation's manager an unknown name looks like one they may not touch.
     user = user_admin.require_manager_of(ctx, username=username, actor=admin.user)
@@ -120,7 +139,7 @@ def revoke_tokens(
     ctx: Services,
     admin: ManagerSession,
     client: Client,
-    reason: Annotated[str | None, Query(max_length=200, description="Why, for the audit log.")] = None,
+    reason: Reason = None,
 ) -> TokensRevokedOut:
     user_admin.require_manager_of(ctx, username=username, actor=admin.user)  # unknown names: as for the block
     user, revoked = tokens.revoke_all(ctx, username=username, actor=admin.user, client=client, reason=reason)
@@ -255,7 +274,12 @@ def user_events(
 
 class ReasonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=3, max_length=200, description="Why, for the security log (e.g. a ticket number).")
+    reason: str = Field(
+        min_length=3,
+        max_length=audit.MAX_REASON,
+        description=REASON_HELP,
+        json_schema_extra=documented_pattern(NOT_BLANK_LINE_PATTERN),
+    )
 
 
 class ResetOut(BaseModel):

@@ -9,18 +9,34 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from nidan.core.access_tokens import Application
+from nidan.core.usernames import USERNAME_PATTERN
 from nidan.services import applications
+from nidan.web.api.v1.schemas import CANONICAL_SPELLING, documented_pattern
 from nidan.web.deps import AdminSession, Client, Services
 from nidan.web.openapi import errors_documented
 
 router = APIRouter(prefix="/api/v1/admin/apps", tags=["administration"])
 
-AppName = Annotated[str, Path(min_length=1, max_length=64)]
+#: An application's name follows the rule for usernames (``nidan.services.applications``).
+NAME_HELP = f"a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit; e.g. 'wiki'. {CANONICAL_SPELLING}"
+
+AppName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        description=NAME_HELP,
+        examples=["wiki"],
+        json_schema_extra=documented_pattern(USERNAME_PATTERN),
+    ),
+]
 
 
 class ApplicationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=64, description="a-z, 0-9, '.', '_', '-'; e.g. 'wiki'.")
+    name: str = Field(
+        min_length=1, max_length=64, description=NAME_HELP, json_schema_extra=documented_pattern(USERNAME_PATTERN)
+    )
 
 
 class ApplicationOut(BaseModel):

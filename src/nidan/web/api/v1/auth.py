@@ -22,7 +22,7 @@ from nidan.web.api.v1.schemas import (
 )
 from nidan.web.deps import Client, Services, bearer_token
 from nidan.web.hashing import awaiting_hashes
-from nidan.web.openapi import errors_documented
+from nidan.web.openapi import SESSION, errors_documented, requires
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sign-in"])
 
@@ -110,6 +110,7 @@ async def mfa(request: Request, body: MfaRequest, ctx: Services, client: Client)
     response_model=AuthenticatedResponse,
     responses=errors_documented(401, 403, 409, 422, 429),
     summary="Step-up: confirm it is you again before changing security settings",
+    openapi_extra=requires(SESSION),
     description="For a signed-in session (`Authorization: Bearer`). Users with two-step verification confirm with "
     "a code from their authenticator app (`totp`) or a recovery code (which is then spent); a password is refused "
     "for them (409 `method_not_available`). Users without it confirm with their password. The answer is a NEW "
@@ -126,7 +127,13 @@ def reauth(request: Request, body: ReauthRequest, ctx: Services, client: Client)
     return authenticated(ctx, result)
 
 
-@router.post("/logout", status_code=204, responses=errors_documented(401), summary="End this session")
+@router.post(
+    "/logout",
+    status_code=204,
+    responses=errors_documented(401),
+    summary="End this session",
+    openapi_extra=requires(SESSION),
+)
 def logout(request: Request, ctx: Services, client: Client) -> Response:
     token = bearer_token(request)
     if token is None:

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from nidan.core.audit import AuditRecord, Detail, EventType
+from nidan.core.usernames import USERNAME_PATTERN
 from nidan.services import audit
+from nidan.web.api.v1.schemas import CANONICAL_SPELLING, MAX_INT8, documented_pattern
 from nidan.web.deps import AdminSession, Services, SignedIn
 from nidan.web.openapi import errors_documented
 
@@ -61,13 +63,31 @@ def events_response(records: Sequence[AuditRecord], limit: int) -> AuditEventsRe
     return AuditEventsResponse(events=events, next_before=events[-1].seq if len(events) == limit else None)
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without an offset is read as UTC."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+def _iso_moment(value: object) -> datetime:
+    """An ISO 8601 date and time, as UTC (read as UTC when it has no offset). Only text: pydantic would also take a
+    number as seconds since 1970, which the document (``date-time``) does not promise; and a moment UTC cannot
+    hold (year 1 with a positive offset) is refused here rather than overflowing in the database layer."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected an ISO 8601 date and time, such as 2026-03-14T15:09:26Z") from None
+    else:
+        raise ValueError("expected an ISO 8601 date and time, such as 2026-03-14T15:09:26Z")
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
 
 
+Moment = Annotated[datetime, BeforeValidator(_iso_moment)]
 Limit = Annotated[int, Query(ge=1, le=audit.MAX_PAGE, description="At most this many events (1-200).")]
-Before = Annotated[int | None, Query(ge=1, description="Only events with a smaller `seq` (the next page).")]
+Before = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_INT8, description="Only events with a smaller `seq` (the next page); `seq` is an int8."),
+]
 
 
 @router.get(
@@ -89,16 +109,26 @@ def my_events(
     responses=errors_documented(401, 403, 422),
     summary="Everyone's security log (administrators, after a recent step-up)",
     description="Filters combine: `username` (the event's subject or actor), `type`, and the time range "
-    "`since` (inclusive) to `until` (exclusive), ISO 8601 (UTC when no offset is given). Members get 403 "
-    "`admin_required`; administrators who have not verified recently get 403 `reauthentication_required`.",
+    "`since` (inclusive) to `until` (exclusive), ISO 8601 (UTC when no offset is given). `since` must be earlier "
+    "than `until` (422 `invalid_request` otherwise: a rule between two fields, which the schema cannot state). "
+    "Members get 403 `admin_required`; administrators who have not verified recently get 403 "
+    "`reauthentication_required`.",
 )
 def all_events(
     ctx: Services,
     _admin: AdminSession,
-    username: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    username: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=256,
+            description=f"A username. {CANONICAL_SPELLING}",
+            json_schema_extra=documented_pattern(USERNAME_PATTERN),
+        ),
+    ] = None,
     event_type: Annotated[EventType | None, Query(alias="type", description="One event type.")] = None,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Moment | None, Query()] = None,
+    until: Annotated[Moment | None, Query()] = None,
     limit: Limit = audit.DEFAULT_PAGE,
     before: Before = None,
 ) -> AuditEventsResponse:
@@ -106,8 +136,8 @@ def all_events(
         ctx,
         username=username,
         event_type=event_type,
-        since=_utc(since),
-        until=_utc(until),
+        since=since,
+        until=until,
         limit=limit,
         before=before,
     )

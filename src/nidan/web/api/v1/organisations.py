@@ -11,21 +11,31 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from nidan.core.models import Method, OrgRole
-from nidan.core.organisations import Organisation
-from nidan.core.policy import MAX_GRACE_DAYS, OrgPolicy, TwoFactorPolicy
+from nidan.core.organisations import SLUG_PATTERN, Organisation
+from nidan.core.policy import MAX_GRACE_DAYS, MAX_TOLERATED_FAILURES, OrgPolicy, TwoFactorPolicy
 from nidan.core.usernames import username_key
 from nidan.errors import MemberExists, NotPermitted
 from nidan.services import organisations
+from nidan.web.api.v1.schemas import (
+    INVISIBLE_REFUSED,
+    NOT_BLANK_LINE_PATTERN,
+    JsonBool,
+    UsernameInPath,
+    documented_pattern,
+    json_integer,
+)
 from nidan.web.deps import Client, ManagerSession, Services
 from nidan.web.openapi import errors_documented
 
 router = APIRouter(prefix="/api/v1/admin/orgs", tags=["organisations"])
 
-Slug = Annotated[str, Path(min_length=1, max_length=64, description="The organisation's short name.")]
-Username = Annotated[str, Path(min_length=1, max_length=256)]
+Slug = Annotated[
+    str, Path(min_length=1, max_length=64, description="The organisation's short name.", examples=["platform-team"])
+]
+Username = UsernameInPath
 
 
 class PolicyOut(BaseModel):
@@ -73,25 +83,46 @@ class OrganisationDetailOut(OrganisationOut):
 class CreateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: str = Field(
-        min_length=1, max_length=64, description="a-z, 0-9 and '-', e.g. `platform-team`; it cannot change later."
+        min_length=1,
+        max_length=64,
+        description="a-z, 0-9 and '-', starting and ending with a letter or digit, e.g. `platform-team`; it cannot "
+        "change later. Upper case and spaces around it are read as the same name.",
+        json_schema_extra=documented_pattern(SLUG_PATTERN),
     )
-    name: str = Field(min_length=1, max_length=200, description="The name people read.")
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        description=f"The name people read: printable, on one line. {INVISIBLE_REFUSED}",
+        json_schema_extra=documented_pattern(NOT_BLANK_LINE_PATTERN),
+    )
+
+
+#: Integers as JSON Schema has them (``json_integer``), with their bounds.
+GraceDays = Annotated[int, Field(ge=0, le=MAX_GRACE_DAYS), BeforeValidator(json_integer)]
+ToleratedFailures = Annotated[int, Field(ge=0, le=MAX_TOLERATED_FAILURES), BeforeValidator(json_integer)]
 
 
 class PolicyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     two_factor: TwoFactorPolicy
-    grace_period_days: int = Field(default=0, ge=0, le=MAX_GRACE_DAYS)
+    grace_period_days: GraceDays = 0
     allowed_methods: list[Method] = Field(
-        default_factory=lambda: list(Method), description="`totp` must stay allowed: it is how people set up 2FA."
+        default_factory=lambda: list(Method),
+        description="`totp` must stay allowed: it is how people set up 2FA.",
+        json_schema_extra={"contains": {"const": Method.TOTP.value}},
     )
-    tolerated_failures: int | None = Field(default=None, ge=0, le=1000)
+    tolerated_failures: ToleratedFailures | None = Field(
+        default=None,
+        description="Wrong codes tolerated before the backoff blocks, for members; null: the instance's setting. An "
+        "organisation may be stricter than the instance, never laxer: a count above the instance's "
+        "`rate_limit.tolerated_failures` is refused with 422 `tolerance_above_instance`.",
+    )
 
 
 class MemberRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: OrgRole = OrgRole.MEMBER
-    managed: bool = Field(
+    managed: JsonBool = Field(
         default=True,
         description="The organisation manages the account (its administrators may reset the user's 2FA); false: "
         "an outside collaborator. Only instance administrators make an account managed (403 not_permitted for "

@@ -3,12 +3,75 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Literal
+from datetime import date, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import Path
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from nidan.core.models import ClockObservation, Method
+
+#: The largest ids and counters the columns hold (``nidan.db.tables``): an ``Integer`` column is int4 on PostgreSQL,
+#: a ``BigInteger`` int8 (and SQLite's integers stop at int8 too). A number past them is a 422, never a 500.
+MAX_INT4 = 2**31 - 1
+MAX_INT8 = 2**63 - 1
+
+#: Text shown on one line (pages, logs, the audit log): no control characters (C0, DEL, C1). Stated in the document
+#: only: the services refuse what is not printable, and read tabs and line breaks as spaces.
+ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+#: The same, with at least one character that is not a space.
+NOT_BLANK_LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+#: What the pattern cannot say (it would need the Unicode database of the server's Python): a documented 422.
+INVISIBLE_REFUSED = (
+    "Runs of spaces count as one. Invisible characters (format, private-use and unassigned code points, which a "
+    "JSON Schema pattern cannot list) are refused with 422 too."
+)
+#: For names the services read as people type them (NFKC, case folded, spaces around dropped): the pattern is the
+#: canonical spelling, the one a client should send; its equivalents name the same thing.
+CANONICAL_SPELLING = "Upper case, full-width letters and spaces around it are read as the same name."
+
+
+def documented_pattern(pattern: str) -> JsonDict:
+    """``json_schema_extra`` stating ``pattern`` without enforcing it here: the rule itself lives in the service,
+    which also accepts the equivalent spellings the pattern leaves out."""
+    return {"pattern": pattern}
+
+
+def _date_as_text(value: object) -> object:
+    """A date as the document has it (a ``date`` string): pydantic alone would also read a number as seconds since
+    1970."""
+    if isinstance(value, str | date):
+        return value
+    raise ValueError("expected a date as text, such as 2027-03-14")
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_as_text)]
+
+
+def json_integer(value: object) -> object:
+    """A JSON Schema integer: a number without a fraction (``3`` or ``3.0``), never ``false`` or ``"3"``, which
+    pydantic alone would read as 0 and 3. Put bounds before it (``Annotated[int, Field(ge=..), BeforeValidator(
+    json_integer)]``): after it, pydantic writes them into the document as ``ge``/``le``, which JSON Schema lacks."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    return value
+
+
+def _json_boolean(value: object) -> object:
+    """A JSON boolean, never ``0`` or ``"yes"``, which pydantic alone would read as false and true."""
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+JsonBool = Annotated[bool, BeforeValidator(_json_boolean)]
+
+
+#: A username in a path, spelled any way people type it (``nidan.core.usernames``); an unknown one is a 404.
+UsernameInPath = Annotated[
+    str, Path(min_length=1, max_length=256, description=f"A username. {CANONICAL_SPELLING}", examples=["alice"])
+]
 
 
 class _Request(BaseModel):
@@ -30,27 +93,31 @@ class CodeRequest(_Request):
     code: str = Field(min_length=1, max_length=64)
 
 
-class ReauthRequest(_Request):
-    """Step-up: ``password`` with method ``password``, ``code`` with ``totp`` or ``recovery_code``; not both."""
+class PasswordReauth(_Request):
+    """Step-up with the password: for users without two-step verification."""
 
-    method: Literal["password", "totp", "recovery_code"]
-    password: str | None = Field(default=None, min_length=1, max_length=1024)
-    code: str | None = Field(default=None, min_length=1, max_length=64)
-
-    @model_validator(mode="after")
-    def _one_secret_for_the_method(self) -> ReauthRequest:
-        wanted, other = ("password", "code") if self.method == "password" else ("code", "password")
-        if getattr(self, wanted) is None:
-            raise ValueError(f"method {self.method!r} needs the field {wanted!r}")
-        if getattr(self, other) is not None:
-            raise ValueError(f"method {self.method!r} takes {wanted!r}, not {other!r}")
-        return self
+    method: Literal["password"]
+    password: str = Field(min_length=1, max_length=1024)
 
     @property
     def secret(self) -> str:
-        value = self.password if self.method == "password" else self.code
-        assert value is not None
-        return value
+        return self.password
+
+
+class CodeReauth(_Request):
+    """Step-up with a code from the authenticator app (``totp``) or a recovery code (``recovery_code``)."""
+
+    method: Literal["totp", "recovery_code"]
+    code: str = Field(min_length=1, max_length=64)
+
+    @property
+    def secret(self) -> str:
+        return self.code
+
+
+#: ``password`` with method ``password``, ``code`` with ``totp`` or ``recovery_code``; never both. A union the
+#: document states (``oneOf`` by ``method``), rather than a rule checked after the schema said yes.
+ReauthRequest = Annotated[PasswordReauth | CodeReauth, Field(discriminator="method")]
 
 
 class AuthenticatedResponse(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nidan.core.access_tokens import NAME_MAX_LENGTH, AccessToken, Scope, TokenKind
 from nidan.services import tokens
 from nidan.services.tokens import CreatedToken
+from nidan.web.api.v1.schemas import INVISIBLE_REFUSED, MAX_INT4, NOT_BLANK_LINE_PATTERN, IsoDate, documented_pattern
 from nidan.web.deps import Client, RecentlyVerified, Services, SignedIn
 from nidan.web.openapi import errors_documented
 
@@ -18,8 +19,10 @@ router = APIRouter(prefix="/api/v1/me", tags=["access tokens"])
 
 EXPIRY_HELP = (
     "The day it stops working (00:00 UTC). Optional: without one it expires at the longest lifetime the instance "
-    "allows (default 365 days); later dates are refused."
+    "allows (default 365 days). A date that is not after today (UTC), or past that longest lifetime, is refused "
+    "with 422 `invalid_request`: a rule about today, which a schema cannot state."
 )
+NAME_HELP = f"Printable, on one line, at most {NAME_MAX_LENGTH} characters. {INVISIBLE_REFUSED}"
 
 
 class _Request(BaseModel):
@@ -27,14 +30,24 @@ class _Request(BaseModel):
 
 
 class TokenRequest(_Request):
-    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, description="What it is for, e.g. 'laptop git'.")
+    name: str = Field(
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        description=f"What it is for, e.g. 'laptop git'. {NAME_HELP}",
+        json_schema_extra=documented_pattern(NOT_BLANK_LINE_PATTERN),
+    )
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
-    expires_at: date | None = Field(default=None, description=EXPIRY_HELP)
+    expires_at: IsoDate | None = Field(default=None, description=EXPIRY_HELP)
 
 
 class AppPasswordRequest(_Request):
-    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, description="The client, e.g. 'Thunderbird'.")
-    expires_at: date | None = Field(default=None, description=EXPIRY_HELP)
+    name: str = Field(
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        description=f"The client, e.g. 'Thunderbird'. {NAME_HELP}",
+        json_schema_extra=documented_pattern(NOT_BLANK_LINE_PATTERN),
+    )
+    expires_at: IsoDate | None = Field(default=None, description=EXPIRY_HELP)
 
 
 class TokenOut(BaseModel):
@@ -62,7 +75,9 @@ class TokenListOut(BaseModel):
     tokens: list[TokenOut]
 
 
-TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+TokenId = Annotated[
+    int, Path(ge=1, le=MAX_INT4, description="The token's id (access_tokens.id, an int4).", examples=[1])
+]
 
 
 def _created(created: CreatedToken) -> CreatedTokenOut:

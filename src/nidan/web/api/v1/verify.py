@@ -20,7 +20,7 @@ from nidan.services import applications, verify
 from nidan.services.context import ServiceContext
 from nidan.web.api.v1.schemas import ErrorDetail
 from nidan.web.deps import Client, bearer_token, client_info_of
-from nidan.web.openapi import errors_documented
+from nidan.web.openapi import APPLICATION_KEY, errors_documented, requires
 from nidan.web.problems import error_body, error_response
 
 router = APIRouter(prefix="/api/v1", tags=["verify API"])
@@ -77,6 +77,7 @@ A wrong code, a replayed code, an unknown user and a user without two-step verif
     responses=errors_documented(401, 422, 429),
     summary="Check a user's code (for relying applications)",
     description=DESCRIPTION,
+    openapi_extra=requires(APPLICATION_KEY),
 )
 async def verify_code(request: Request, body: VerifyRequest, client: Client, api_key: ApplicationKey) -> JSONResponse:
     call = verify.VerifyCall(api_key, body.username, body.code, body.method, client)
