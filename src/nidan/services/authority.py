@@ -1,24 +1,21 @@
-"""Who may act on whom, decided in one place and called in plain sight by every administrative use case.
+"""Who may act on whom, asked of storage and decided by ``core.roles``, called in plain sight by every
+administrative use case.
 
 Instance administrators act on everyone. Within an organisation, owners, admins and user_admins act on the members
 that organisation manages (GitLab's enterprise users), never on outside collaborators, only on lower roles (owners
-on owners too), and never on an instance administrator. Only owners and admins change its settings.
+on owners too), and never on an instance administrator. Only owners and admins change its settings. The rules
+themselves are pure functions in ``core.roles``, which the faces ask too when they decide what to offer.
 """
 
 from __future__ import annotations
 
-from nidan.core.models import InstanceRole, OrgRole, User
+from nidan.core import roles
+from nidan.core.models import OrgRole, User
 from nidan.core.organisations import Organisation
-from nidan.core.policy import ADMIN_ROLES, SETTINGS_ROLES
+from nidan.core.policy import ADMIN_ROLES
 from nidan.core.ports import UnitOfWork
+from nidan.core.roles import is_instance_admin as is_instance_admin
 from nidan.errors import CannotActOnSelf, NotPermitted
-
-#: Higher acts on lower or equal, never the other way.
-RANK = {OrgRole.MEMBER: 0, OrgRole.USER_ADMIN: 1, OrgRole.ADMIN: 2, OrgRole.OWNER: 3}
-
-
-def is_instance_admin(user: User) -> bool:
-    return user.role is InstanceRole.ADMIN
 
 
 def can_manage_user(uow: UnitOfWork, actor: User, target: User) -> bool:
@@ -28,22 +25,16 @@ def can_manage_user(uow: UnitOfWork, actor: User, target: User) -> bool:
         return False
     mine = {m.organisation.id: m.role for m in uow.organisations.memberships_of(actor.id) if m.role in ADMIN_ROLES}
     return any(
-        theirs.managed and theirs.organisation.id in mine and outranks(mine[theirs.organisation.id], theirs.role)
+        theirs.managed and theirs.organisation.id in mine and roles.outranks(mine[theirs.organisation.id], theirs.role)
         for theirs in uow.organisations.memberships_of(target.id)
     )
-
-
-def outranks(mine: OrgRole, theirs: OrgRole) -> bool:
-    """Acting on someone's account (resetting their 2FA): only on a lower role — owners on owners too, since
-    someone must be able to help an owner — so two user_admins cannot reset each other."""
-    return RANK[theirs] < RANK[mine] or mine is OrgRole.OWNER
 
 
 def require_user_manager(uow: UnitOfWork, actor: User | None, target: User, *, not_self: bool = False) -> None:
     """Raise unless ``actor`` may act on ``target`` (``None``: the command line on the server, which may)."""
     if actor is None:
         return
-    if not_self and actor.id == target.id:
+    if roles.refused_on_own_account(not_self=not_self, actor_id=actor.id, target_id=target.id):
         raise CannotActOnSelf()
     if not can_manage_user(uow, actor, target):
         raise NotPermitted()
@@ -55,12 +46,18 @@ def org_role(uow: UnitOfWork, user: User, organisation: Organisation) -> OrgRole
     )
 
 
+def standing(uow: UnitOfWork, user: User, organisation: Organisation) -> roles.Standing:
+    """Where ``user`` stands towards ``organisation``, for ``core.roles`` to decide on."""
+    return roles.Standing(is_instance_admin(user), org_role(uow, user, organisation))
+
+
 def require_org_manager(uow: UnitOfWork, actor: User | None, organisation: Organisation, *, settings: bool) -> None:
     """Raise unless ``actor`` may manage the organisation's members (``settings``: also change its settings)."""
-    if actor is None or is_instance_admin(actor):
+    if actor is None:
         return
-    roles = SETTINGS_ROLES if settings else ADMIN_ROLES
-    if org_role(uow, actor, organisation) not in roles:
+    where = standing(uow, actor, organisation)
+    allowed = roles.may_change_settings(where) if settings else roles.manages_members(where)
+    if not allowed:
         raise NotPermitted()
 
 
@@ -75,23 +72,21 @@ def require_membership_change(
     organisation: Organisation,
     target: User,
     *,
-    roles: tuple[OrgRole | None, ...],
+    before: OrgRole | None,
+    after: OrgRole | None,
     managed_before: bool,
     managed_after: bool,
 ) -> None:
-    """May ``actor`` add, change or remove ``target``'s membership? An organisation's managers act within their own
-    rank (``roles``: the target's role before and after); whether the
-    organisation *manages* an account — which lets its managers reset that account's 2FA — is an instance
-    administrator's decision, never the organisation's own (else it could claim anyone's account)."""
-    if actor is None or is_instance_admin(actor):
+    """Raise unless ``actor`` may add (``before`` is ``None``), change, or remove (``after`` is ``None``) ``target``'s
+    membership (``core.roles.membership_refusal``: within their own rank, and never making an account managed)."""
+    if actor is None:
         return
-    mine = org_role(uow, actor, organisation)
-    if mine not in ADMIN_ROLES:
-        raise NotPermitted()
-    if any(role is not None and RANK[role] > RANK[mine] for role in roles):
-        raise NotPermitted("You cannot give or change a role above your own in this organisation.")
-    if managed_after and not managed_before:
-        raise NotPermitted(
-            "Only an instance administrator can make an account managed by an organisation (its managers may then "
-            "reset its two-step verification). Add the person as an outside collaborator instead."
-        )
+    refusal = roles.membership_refusal(
+        standing(uow, actor, organisation),
+        before=before,
+        after=after,
+        managed_before=managed_before,
+        managed_after=managed_after,
+    )
+    if refusal is not None:
+        raise refusal

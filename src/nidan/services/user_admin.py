@@ -181,9 +181,10 @@ def is_manager(ctx: ServiceContext, user: User) -> bool:
         return authority.manages_anything(uow, user)
 
 
-def require_manager_of(ctx: ServiceContext, *, username: str, actor: User | None) -> User:
-    """The user, if ``actor`` may act on them (for actions whose service has no say, like reading the log)."""
+def require_manager_of(ctx: ServiceContext, *, username: str, actor: User | None, not_self: bool = False) -> User:
+    """The user, if ``actor`` may act on them (for actions whose service has no say, like reading the log, and for
+    asking before an action whether it would be refused: ``not_self`` as the action's service passes it)."""
     user = _find_for(ctx, actor, username)
     with ctx.uow() as uow:
-        authority.require_user_manager(uow, actor, user)
+        authority.require_user_manager(uow, actor, user, not_self=not_self)
     return user

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from nidan.core.models import ClientInfo, InstanceRole
+from nidan.core.models import ClientInfo
+from nidan.core.roles import is_instance_admin
 from nidan.errors import AdminRequired, AuthenticationRequired
 from nidan.services import signin, user_admin
 from nidan.services.context import ServiceContext
@@ -94,7 +95,7 @@ def recently_verified(
 
 def admin_session(session: Annotated[signin.CurrentSession, Depends(current_session)]) -> signin.CurrentSession:
     """The signed-in session of an instance administrator; anyone else gets 403 ``admin_required``."""
-    if session.user.role is not InstanceRole.ADMIN:
+    if not is_instance_admin(session.user):
         raise AdminRequired()
     return session
 

@@ -10,15 +10,23 @@ are shown on the page, next to the form they concern.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 from starlette.datastructures import FormData
 
-from nidan.core.models import InstanceRole, Method, OrgRole
+from nidan.core.models import Method, OrgRole, User
 from nidan.core.organisations import Member
-from nidan.core.policy import MAX_GRACE_DAYS, SETTINGS_ROLES, OrgPolicy, TwoFactorPolicy, checked_policy
+from nidan.core.policy import MAX_GRACE_DAYS, OrgPolicy, TwoFactorPolicy, checked_policy
+from nidan.core.roles import (
+    Standing,
+    grantable_roles,
+    is_instance_admin,
+    may_change_settings,
+    may_edit_member,
+    may_make_managed,
+)
 from nidan.errors import (
     EnableTwoFactorFirst,
     InvalidInput,
@@ -29,7 +37,7 @@ from nidan.errors import (
     NotPermitted,
     UserNotFound,
 )
-from nidan.services import authority, organisations, signin, user_admin
+from nidan.services import organisations, signin, user_admin
 from nidan.services.context import ServiceContext
 from nidan.services.organisations import OrganisationView, PreviewOutcome
 from nidan.web.deps import Client, Services
@@ -125,39 +133,35 @@ class NewMember:
 
 @dataclass(frozen=True, slots=True)
 class OrgAccess:
-    """What the signed-in person may change here, so the page offers only that (the services decide again)."""
+    """What the signed-in person may change here, as ``core.roles`` decides it, so the page offers only that (the
+    services ask the same functions again before they act)."""
 
     view: OrganisationView
-    instance_admin: bool
-    #: Their role in the organisation (``None``: an instance administrator who is not a member).
-    mine: OrgRole | None
+    standing: Standing
     #: May change the organisation's settings (its policy; owners and admins).
     settings: bool
     #: The roles they may give: their own and below.
-    roles: list[OrgRole] = field(default_factory=list)
+    roles: tuple[OrgRole, ...]
+    #: May make an account managed by the organisation (instance administrators).
+    make_managed: bool
 
     def may_change(self, member: Member) -> bool:
-        """Within their rank, and never an instance administrator (``authority.require_membership_change``)."""
-        if self.instance_admin:
-            return True
-        if self.mine is None or member.user.role is InstanceRole.ADMIN:
-            return False
-        return authority.RANK[member.role] <= authority.RANK[self.mine]
+        return may_edit_member(self.standing, role=member.role)
 
 
 def _access(ctx: ServiceContext, session: signin.CurrentSession, slug: str) -> OrgAccess:
     """The organisation as its manager sees it (``NotPermitted`` for anyone else), and what they may change."""
     console_gate(ctx, session)
-    view = organisations.show(ctx, slug, actor=session.user)
-    actor = session.user
+    return org_access(organisations.show(ctx, slug, actor=session.user), session.user)
+
+
+def org_access(view: OrganisationView, actor: User) -> OrgAccess:
+    """What ``actor`` may change in the organisation ``view`` shows (their role there read from its members)."""
     mine = next((m.member.role for m in view.members if m.member.user.id == actor.id), None)
-    instance_admin = authority.is_instance_admin(actor)
-    settings = instance_admin or mine in SETTINGS_ROLES
-    if instance_admin or mine is None:
-        roles = list(OrgRole) if instance_admin else []
-    else:
-        roles = [role for role in OrgRole if authority.RANK[role] <= authority.RANK[mine]]
-    return OrgAccess(view, instance_admin, mine, settings, roles)
+    standing = Standing(is_instance_admin(actor), mine)
+    return OrgAccess(
+        view, standing, may_change_settings(standing), grantable_roles(standing), may_make_managed(standing)
+    )
 
 
 def _org_page(
@@ -195,7 +199,7 @@ def _org_page(
         role_labels=ROLE_LABELS,
         max_grace_days=MAX_GRACE_DAYS,
         instance_tolerance=ctx.backoff.tolerated_failures,
-        new_member=new_member or NewMember(managed=access.instance_admin),
+        new_member=new_member or NewMember(managed=access.make_managed),
         failure=failure,
         path=org_path(organisation.slug),
         user_path=user_path,

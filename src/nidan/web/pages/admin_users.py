@@ -9,7 +9,7 @@ who they are for nothing. The services check it again, and record the reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -17,8 +17,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from nidan.core.backoff import ThrottleState
-from nidan.core.models import ClientInfo, InstanceRole, User
-from nidan.errors import CannotActOnSelf, InvalidInput, NotFound
+from nidan.core.models import ClientInfo, User
+from nidan.core.roles import is_instance_admin, refused_on_own_account
+from nidan.errors import InvalidInput, NotFound
 from nidan.services import audit, throttling, tokens, user_admin
 from nidan.services.context import ServiceContext
 from nidan.web.deps import Client, Services
@@ -135,6 +136,16 @@ def counters(block: throttling.BlockStatus, now: datetime) -> list[Counter]:
     return rows
 
 
+def offered(actions: Iterable[Action], *, actor: User, subject: User) -> set[str]:
+    """The actions the user's page links to: those ``core.roles`` does not refuse on this subject (the page's gate
+    and the services ask ``authority.require_user_manager`` the same, with the same ``not_self``)."""
+    return {
+        action.slug
+        for action in actions
+        if not refused_on_own_account(not_self=action.not_self, actor_id=actor.id, target_id=subject.id)
+    }
+
+
 def _action_of(slug: str) -> Action:
     action = ACTIONS.get(slug)
     if action is None:
@@ -164,8 +175,9 @@ def user_page(request: Request, username: Username, ctx: Services, session: Page
         username=session.user.username,
         seen=seen,
         subject=seen.user,
-        instance_admin_subject=seen.user.role is InstanceRole.ADMIN,
+        instance_admin_subject=is_instance_admin(seen.user),
         is_self=seen.user.id == session.user.id,
+        offered=offered(ACTIONS.values(), actor=session.user, subject=seen.user),
         observations=[(o, describe_offset(o)) for o in seen.security.clock_observations],
         counters=counters(seen.block, now),
         managed_org_ids={o.id for o in managed},
@@ -211,8 +223,6 @@ def _confirmation(
     failure: SupportDetails | None = None,
 ) -> Response:
     seen = user_admin.overview(ctx, username=username, actor=actor)
-    if action.not_self and seen.user.id == actor.id:
-        raise CannotActOnSelf()
     return render(
         request,
         "admin_user_action.html",
@@ -231,17 +241,20 @@ def _confirmation(
     )
 
 
-def _gate(request: Request, ctx: ServiceContext, session: PageSession, username: str, slug: str) -> Response | None:
-    """The console's 403 for non-administrators, then the user's (403 / 404), then "Confirm it's you"."""
+def _gate(
+    request: Request, ctx: ServiceContext, session: PageSession, username: str, action: Action
+) -> Response | None:
+    """The console's 403 for non-administrators, then the user's (403 / 404, or ``cannot_act_on_self``: the same
+    question the action's service asks), then "Confirm it's you"."""
     console_gate(ctx, session)
-    user = user_admin.require_manager_of(ctx, username=username, actor=session.user)
-    return confirm_if_needed(request, ctx, session, f"{user_path(user)}/{slug}")
+    user = user_admin.require_manager_of(ctx, username=username, actor=session.user, not_self=action.not_self)
+    return confirm_if_needed(request, ctx, session, f"{user_path(user)}/{action.slug}")
 
 
 @router.get(PREFIX + "/{username}/{slug}")
 def action_page(request: Request, username: Username, slug: str, ctx: Services, session: PageSession) -> Response:
     action = _action_of(slug)
-    if ask := _gate(request, ctx, session, username, slug):
+    if ask := _gate(request, ctx, session, username, action):
         return ask
     return _confirmation(request, ctx, session.user, action, username)
 
@@ -257,7 +270,7 @@ def do_action(
     client: Client,
 ) -> Response:
     action = _action_of(slug)
-    if ask := _gate(request, ctx, session, username, slug):
+    if ask := _gate(request, ctx, session, username, action):
         return ask
     entered = field(form, "reason", 4 * REASON_MAX_LENGTH)
     try:

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from nidan.core.access_tokens import Application
-from nidan.core.models import InstanceRole
+from nidan.core.roles import is_instance_admin
 from nidan.errors import AdminRequired, ApplicationExists, ApplicationNotFound, InvalidInput
 from nidan.services import applications, signin
 from nidan.services.context import ServiceContext
@@ -32,7 +32,7 @@ AppName = Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)]
 
 
 def _require_admin(session: signin.CurrentSession) -> None:
-    if session.user.role is not InstanceRole.ADMIN:
+    if not is_instance_admin(session.user):
         raise AdminRequired()
 
 

@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
-from nidan.core.models import ClockObservation, InstanceRole, User
+from nidan.core.models import ClockObservation, User
+from nidan.core.roles import is_instance_admin
 from nidan.errors import InvalidCode, TotpEnrollmentNotStarted
 from nidan.services import enrollment, signin, user_admin
 from nidan.web.deps import Client, Services
@@ -47,7 +48,7 @@ def security_page(request: Request, ctx: Services, session: PageSession) -> Resp
         "security.html",
         username=session.user.username,
         user=session.user,
-        is_admin=session.user.role is InstanceRole.ADMIN,
+        is_admin=is_instance_admin(session.user),
         manages_something=user_admin.is_manager(ctx, session.user),
         state=state,
         clock_observation=latest,
