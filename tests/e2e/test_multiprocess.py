@@ -560,3 +560,57 @@ def test_authenticator_set_ups_overlapping_on_two_processes_both_answer(unthrott
             "/api/v1/me/totp/activate", json={"code": oathtool_code(latest)}, headers=bearer(session)
         )
         assert activated.status_code == 200, activated.text
+
+
+# --- passwords together (issue 15) --------------------------------------------------------------------------------
+
+
+def password_login(http: httpx.Client, username: str, password: str) -> httpx.Response:
+    return http.post("/api/v1/auth/login", json={"username": username, "password": password})
+
+
+def basic_gate(http: httpx.Client, username: str, password: str) -> httpx.Response:
+    return http.get("/auth/basic", params={"scope": "read_repository"}, auth=(username, password))
+
+
+def statuses(answers: Sequence[httpx.Response]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for answer in answers:
+        counts[answer.status_code] = counts.get(answer.status_code, 0) + 1
+    return counts
+
+
+def test_correct_passwords_at_once_over_both_processes_all_sign_in(throttled: Instance | None) -> None:
+    """Three at once answered 200, 200, 429 before; now every correct one passes, wherever it lands."""
+    inst = running(throttled)
+    make_user(inst.runtime.services, "paula")
+    with clients(*inst.pair) as https:
+        answers = race([partial(password_login, https[i % 2], "paula", PASSWORD) for i in range(20)])
+        assert statuses(answers) == {200: 20}
+        # And one wrong among correct ones: it is the one tolerated failure, so it blocks nobody.
+        calls = [partial(password_login, https[i % 2], "paula", PASSWORD if i else "wrong") for i in range(20)]
+        assert tally(race(calls)) == {(200, None): 19, (401, "invalid_credentials"): 1}
+
+
+def test_parallel_git_clones_with_a_correct_password_all_pass_the_gate(throttled: Instance | None) -> None:
+    """Ten parallel clones through the Basic gate answered 4 x 200 and 6 x 403 before."""
+    inst = running(throttled)
+    make_user(inst.runtime.services, "gita")
+    with clients(*inst.pair) as https:
+        answers = race([partial(basic_gate, https[i % 2], "gita", PASSWORD) for i in range(10)])
+        assert statuses(answers) == {200: 10}
+
+
+def test_fifty_wrong_passwords_at_once_over_both_processes_are_checked_twice(throttled: Instance | None) -> None:
+    inst = running(throttled)
+    ctx = inst.runtime.services
+    make_user(ctx, "walt")
+    with clients(*inst.pair) as https:
+        for round_ in range(2):
+            answers = race([partial(password_login, https[i % 2], "walt", "wrong password") for i in range(RACERS)])
+            assert tally(answers) == {(401, "invalid_credentials"): 2, (429, "rate_limited"): RACERS - 2}, round_
+            (counter,) = throttling.status(ctx, "walt").passwords
+            assert counter[1].failures == 2 and counter[1].pending == 0
+            throttling.clear(ctx, username="walt", actor=None, client=ClientInfo(), reason="next round")
+            # A correct sign-in from the same address resets the address's own counter for the next round.
+            assert password_login(https[round_ % 2], "walt", PASSWORD).status_code == 200

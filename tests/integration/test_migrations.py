@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import create_engine, inspect, select, text
 
 from nidan.db import engine as db_engine
 from nidan.db import tables
@@ -69,3 +70,37 @@ def test_a_process_serving_a_current_database_never_loads_alembic(tmp_path: Path
         for _ in range(2)
     ]
     assert runs == ["['alembic', 'mako']", "[]"]  # the first start migrates a new database; the second has not to
+
+
+def test_0006_drops_the_counters_keyed_by_a_username_as_typed(database_url: str) -> None:
+    """A password typed into the username field lay in ``throttles`` in clear; the hashing key is not at hand in a
+    migration, so those rows go (their failures were counted per address too, which stays); the rest is kept."""
+    engine = db_engine.make_engine(database_url)
+    throttles = tables.throttles.c
+    at = datetime(2026, 3, 14, tzinfo=UTC)
+    typed_keys = [
+        ("password", "hunter2|198.51.100.7"),
+        ("gate", "alice|198.51.100.7"),
+        ("second_factor", "~nobody-by-that-name"),
+    ]
+    kept = [("password_ip", "198.51.100.7"), ("gate_ip", "198.51.100.7"), ("second_factor", "7")]
+    try:
+        db_engine.downgrade(engine, "0005")
+        with engine.begin() as connection:
+            for scope, key in typed_keys + kept:
+                connection.execute(
+                    text(
+                        "INSERT INTO throttles (scope, key, failures, version, updated_at)"
+                        " VALUES (:scope, :key, 3, 3, :at)"
+                    ),
+                    {"scope": scope, "key": key, "at": at},
+                )
+        db_engine.upgrade(engine)
+        with engine.connect() as connection:
+            left = connection.execute(
+                select(throttles.scope, throttles.key, throttles.failures, throttles.pending).order_by(throttles.id)
+            ).all()
+        assert [tuple(row) for row in left] == [(scope, key, 3, 0) for scope, key in kept]
+    finally:
+        db_engine.upgrade(engine)
+        engine.dispose()

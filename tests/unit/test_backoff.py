@@ -11,8 +11,14 @@ from nidan.core.backoff import (
     Blocked,
     Locked,
     ThrottleState,
+    Wait,
+    admission,
     after_failure,
+    after_reservation,
+    after_settled_failure,
+    after_settled_success,
     block_seconds,
+    expire_reservations,
     refusal,
 )
 
@@ -81,3 +87,51 @@ def test_hard_limit_locks_until_cleared() -> None:
 def test_no_hard_limit_never_locks() -> None:
     state = after_failure(ThrottleState(failures=10_000), NOW, BackoffPolicy(hard_limit=None))
     assert state.locked_at is None
+
+
+# --- turns: attempts in flight apart from failures ------------------------------------------------------------------
+
+LEASE = timedelta(seconds=60)
+
+
+def test_attempts_in_flight_make_a_newcomer_wait_only_when_their_failing_would_block() -> None:
+    policy = BackoffPolicy(tolerated_failures=1)
+    state = ThrottleState()
+    assert admission(state, NOW, policy) is None
+    state = after_reservation(state, NOW, LEASE)
+    assert admission(state, NOW, policy) is None  # one failure in flight is tolerated: a second may go
+    state = after_reservation(state, NOW, LEASE)
+    assert state.pending == 2 and isinstance(admission(state, NOW, policy), Wait)  # two failures would block
+    # Not refused: one of them succeeds, and the turn is free again, with no failure left over.
+    state = after_settled_success(state)
+    assert (state.pending, state.failures) == (1, 0) and admission(state, NOW, policy) is None
+
+
+def test_failures_settle_into_the_same_sequence_as_one_by_one() -> None:
+    policy = BackoffPolicy(tolerated_failures=1)
+    state = after_reservation(after_reservation(ThrottleState(), NOW, LEASE), NOW, LEASE)
+    state = after_settled_failure(state, NOW, policy)
+    assert state.failures == 1 and state.blocked_until is None and isinstance(admission(state, NOW, policy), Wait)
+    later = NOW + timedelta(seconds=3)
+    state = after_settled_failure(state, later, policy)  # the block starts when the failure is known
+    assert (state.failures, state.pending, state.blocked_until) == (2, 0, later + timedelta(seconds=1))
+    assert isinstance(admission(state, later, policy), Blocked)
+
+
+def test_a_turn_whose_lease_ran_out_counts_as_a_failure() -> None:
+    policy = BackoffPolicy(tolerated_failures=1)
+    state = after_reservation(ThrottleState(failures=1), NOW, LEASE)
+    assert expire_reservations(state, NOW + LEASE - timedelta(seconds=1), policy) == state
+    expired = expire_reservations(state, NOW + LEASE, policy)
+    assert (expired.failures, expired.pending, expired.blocked_until) == (2, 0, NOW + LEASE + timedelta(seconds=1))
+
+
+def test_a_failure_settled_after_its_lease_is_not_released_twice() -> None:
+    state = after_settled_failure(ThrottleState(failures=2, pending=0), NOW, BackoffPolicy(tolerated_failures=5))
+    assert (state.failures, state.pending) == (3, 0)
+
+
+def test_attempts_in_flight_wait_before_the_hard_limit() -> None:
+    policy = BackoffPolicy(tolerated_failures=1000, hard_limit=3)
+    state = after_reservation(ThrottleState(failures=2), NOW, LEASE)
+    assert isinstance(admission(state, NOW, policy), Wait)

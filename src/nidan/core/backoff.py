@@ -5,8 +5,16 @@ T=1 two failures block for 1 s, a third (made after the block) for 2 s, then 4, 
 is refused before it is evaluated and changes nothing. A success resets the count. At the hard limit (NIST SP
 800-63B) the subject stays refused until an administrator clears it.
 
-A failure is counted *before* the attempt is evaluated (a reservation): so concurrent attempts cannot slip past the
-count, and no lock is held while a password hash is computed. A success then resets the count.
+Two ways to count, both exact under concurrency, neither holding a lock while a password hash is computed:
+
+- Count first (``after_failure`` before the attempt is evaluated, a success resets it): simplest, but attempts made
+  together pay for each other's provisional failures, so correct ones made together are refused too.
+- Reserve a turn (``admission``, ``after_reservation``, then ``after_settled_failure`` or ``after_settled_success``):
+  an attempt in flight is *pending*, not a failure. Only settled failures refuse (429); when the attempts in flight
+  would, if they all failed, block the subject, a newcomer waits for them to settle instead of being evaluated. So
+  of N wrong attempts made together exactly T+1 are evaluated, as if they came one by one, while correct ones made
+  together all pass (each success frees the turns the others wait for). A reservation whose lease ran out was
+  abandoned (its process died mid-evaluation): it counts as a failure, as counting first would have.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ class ThrottleState:
     locked_at: datetime | None = None
     #: The storage's compare-and-set token; 0 for a subject never seen.
     version: int = 0
+    #: Attempts reserved and being evaluated now (not failures); all abandoned once ``pending_until`` passes.
+    pending: int = 0
+    pending_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +53,11 @@ class Blocked:
 @dataclass(frozen=True, slots=True)
 class Locked:
     locked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Not refused, not yet admitted: the attempts in flight could block the subject; ask again once they settle."""
 
 
 def block_seconds(failures: int, policy: BackoffPolicy) -> int:
@@ -67,12 +83,70 @@ def refusal(state: ThrottleState, now: datetime) -> Blocked | Locked | None:
 
 def after_failure(state: ThrottleState, now: datetime, policy: BackoffPolicy) -> ThrottleState:
     """The state once one more consecutive failure is counted (the caller has checked ``refusal`` first)."""
-    failures = state.failures + 1
+    return _with_failures(state, state.failures + 1, now, policy)
+
+
+def _with_failures(state: ThrottleState, failures: int, now: datetime, policy: BackoffPolicy) -> ThrottleState:
+    # Below the tolerance there is no block to keep; a lock set meanwhile (another settle) is never lifted here.
     seconds = block_seconds(failures, policy)
     locked = policy.hard_limit is not None and failures >= policy.hard_limit
     return replace(
         state,
         failures=failures,
-        blocked_until=now + timedelta(seconds=seconds) if seconds else None,
-        locked_at=now if locked else None,
+        blocked_until=now + timedelta(seconds=seconds) if seconds else state.blocked_until,
+        locked_at=now if locked else state.locked_at,
     )
+
+
+def in_flight(state: ThrottleState, now: datetime) -> int:
+    """The reservations still within their lease."""
+    return state.pending if state.pending_until is not None and state.pending_until > now else 0
+
+
+def expire_reservations(state: ThrottleState, now: datetime, policy: BackoffPolicy) -> ThrottleState:
+    """``state`` with reservations past their lease counted as failures: nothing settled them (a process died while
+    evaluating), and an attempt is a failure until it proves otherwise, or killing a worker would be free guessing."""
+    if state.pending == 0 or in_flight(state, now):
+        return state
+    counted = _with_failures(state, state.failures + state.pending, now, policy)
+    return replace(counted, pending=0, pending_until=None)
+
+
+def admission(state: ThrottleState, now: datetime, policy: BackoffPolicy) -> Blocked | Locked | Wait | None:
+    """Whether an attempt may be evaluated now (``None``), must be refused, or must wait for the attempts in flight.
+
+    ``state`` has had ``expire_reservations`` applied. Settled failures refuse; attempts in flight only make a
+    newcomer wait, and only when their failing would block or lock: then evaluating it now could be one guess past
+    the budget, while waiting lets it go as soon as one of them succeeds (a success resets the count)."""
+    why = refusal(state, now)
+    if why is not None:
+        return why
+    flying = in_flight(state, now)
+    if flying == 0:
+        return None
+    if_all_fail = state.failures + flying
+    if block_seconds(if_all_fail, policy) or (policy.hard_limit is not None and if_all_fail >= policy.hard_limit):
+        return Wait()
+    return None
+
+
+def after_reservation(state: ThrottleState, now: datetime, lease: timedelta) -> ThrottleState:
+    """One more attempt in flight (admitted by ``admission``); the lease covers it and every one before it."""
+    return replace(state, pending=in_flight(state, now) + 1, pending_until=now + lease)
+
+
+def _released(state: ThrottleState) -> ThrottleState:
+    # Never below zero: a lease that ran out had the reservation counted already (``expire_reservations``).
+    pending = max(state.pending - 1, 0)
+    return replace(state, pending=pending, pending_until=state.pending_until if pending else None)
+
+
+def after_settled_failure(state: ThrottleState, now: datetime, policy: BackoffPolicy) -> ThrottleState:
+    """A reserved attempt failed: its turn ends and the failure is counted, the block (if any) starting now."""
+    released = _released(state)
+    return _with_failures(released, released.failures + 1, now, policy)
+
+
+def after_settled_success(state: ThrottleState) -> ThrottleState:
+    """A reserved attempt succeeded: its turn ends and every failure before it is forgotten."""
+    return replace(_released(state), failures=0, blocked_until=None, locked_at=None)

@@ -116,7 +116,7 @@ class ThrottleScope(StrEnum):
 
     #: A user's second step (codes at sign-in, codes and password at step-up): key is the user id.
     SECOND_FACTOR = "second_factor"
-    #: Passwords for one username from one address: key is ``username_key|ip``.
+    #: Passwords for one username from one address: key is ``hex(HMAC(username_key))|ip`` (``throttling.name_key``).
     PASSWORD = "password"  # noqa: S105 (a scope name, not a password)
     #: Passwords from one address, whatever the username: key is the ip.
     PASSWORD_FROM_IP = "password_ip"  # noqa: S105

@@ -203,7 +203,8 @@ clock_observations = Table(
 )
 
 #: Consecutive verification failures per subject (a user's second factor, a username from one address, an address),
-#: and the block they earned. Updated by compare-and-set on ``version`` so several processes can share it.
+#: and the block they earned. Updated by compare-and-set on ``version`` so several processes can share it. A username
+#: is keyed by its keyed hash, never as typed (a password typed into the username field would land here).
 throttles = Table(
     "throttles",
     metadata,
@@ -216,6 +217,9 @@ throttles = Table(
     Column("locked_at", UtcDateTime, nullable=True),
     Column("version", Integer, nullable=False, server_default=text("0")),
     Column("updated_at", UtcDateTime, nullable=False),
+    #: Attempts being evaluated now (reserved, not failures), until ``pending_until``: see ``nidan.core.backoff``.
+    Column("pending", Integer, nullable=False, server_default=text("0")),
+    Column("pending_until", UtcDateTime, nullable=True),
     UniqueConstraint("scope", "key", name="uq_throttles_scope_key"),
 )
 

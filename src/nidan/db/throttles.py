@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, case, select, update
 
 from nidan.core.backoff import ThrottleState
 from nidan.core.models import ThrottleScope
@@ -17,7 +17,7 @@ from nidan.db.prepared import Prepared
 c = t.throttles.c
 #: Built once (bound parameters): every verify and sign-in reads a counter.
 _STATE = Prepared(
-    select(c.failures, c.blocked_until, c.locked_at, c.version).where(
+    select(c.failures, c.blocked_until, c.locked_at, c.version, c.pending, c.pending_until).where(
         c.scope == bindparam("scope"), c.key == bindparam("throttle_key")
     )
 )
@@ -37,6 +37,8 @@ _SET_IF_VERSION = Prepared(
         locked_at=bindparam("new_locked_at"),
         version=bindparam("new_version"),
         updated_at=bindparam("at"),
+        pending=bindparam("new_pending"),
+        pending_until=bindparam("new_pending_until"),
     )
 )
 _RESET = Prepared(
@@ -44,9 +46,33 @@ _RESET = Prepared(
     .where(c.scope == bindparam("throttle_scope"), c.key == bindparam("throttle_key"), _NOT_CLEAR)
     .values(failures=0, blocked_until=None, locked_at=None, version=c.version + 1, updated_at=bindparam("at"))
 )
+#: A reserved attempt succeeded: one relative UPDATE (no read, no retry), written even when no failure was counted,
+#: since its turn must end.
+_RESET_RELEASING = Prepared(
+    update(t.throttles)
+    .where(c.scope == bindparam("throttle_scope"), c.key == bindparam("throttle_key"))
+    .values(
+        failures=0,
+        blocked_until=None,
+        locked_at=None,
+        pending=case((c.pending > 0, c.pending - 1), else_=0),
+        version=c.version + 1,
+        updated_at=bindparam("at"),
+    )
+)
 #: The first row's INSERT, spelt per dialect: built once per dialect name.
 _INSERT_FIRST_ROW: dict[str, Prepared] = {}
-_ROW_COLUMNS = ("scope", "key", "failures", "blocked_until", "locked_at", "version", "updated_at")
+_ROW_COLUMNS = (
+    "scope",
+    "key",
+    "failures",
+    "blocked_until",
+    "locked_at",
+    "version",
+    "updated_at",
+    "pending",
+    "pending_until",
+)
 
 
 def _insert_first_row(connection: Connection) -> Prepared:
@@ -61,7 +87,12 @@ def _insert_first_row(connection: Connection) -> Prepared:
 
 def _state(row: Any) -> ThrottleState:
     return ThrottleState(
-        failures=row.failures, blocked_until=row.blocked_until, locked_at=row.locked_at, version=row.version
+        failures=row.failures,
+        blocked_until=row.blocked_until,
+        locked_at=row.locked_at,
+        version=row.version,
+        pending=row.pending,
+        pending_until=row.pending_until,
     )
 
 
@@ -87,6 +118,8 @@ class SqlThrottleRepository:
                 "locked_at": new.locked_at,
                 "version": expected.version + 1,
                 "updated_at": at,
+                "pending": new.pending,
+                "pending_until": new.pending_until,
             }
             return _insert_first_row(self._c).first(self._c, row) is not None
         changed = _SET_IF_VERSION.rowcount(
@@ -100,16 +133,19 @@ class SqlThrottleRepository:
                 "new_locked_at": new.locked_at,
                 "new_version": expected.version + 1,
                 "at": at,
+                "new_pending": new.pending,
+                "new_pending_until": new.pending_until,
             },
         )
         return changed == 1
 
-    def reset(self, scope: ThrottleScope, key: str, at: datetime) -> int:
-        return _RESET.rowcount(self._c, {"throttle_scope": scope.value, "throttle_key": key, "at": at})
+    def reset(self, scope: ThrottleScope, key: str, at: datetime, *, releasing: bool = False) -> int:
+        statement = _RESET_RELEASING if releasing else _RESET
+        return statement.rowcount(self._c, {"throttle_scope": scope.value, "throttle_key": key, "at": at})
 
     def list_with_prefix(self, scope: ThrottleScope, prefix: str) -> Sequence[tuple[str, ThrottleState]]:
         query = (
-            select(c.key, c.failures, c.blocked_until, c.locked_at, c.version)
+            select(c.key, c.failures, c.blocked_until, c.locked_at, c.version, c.pending, c.pending_until)
             .where(c.scope == scope.value, c.key.startswith(prefix, autoescape=True), _NOT_CLEAR)
             .order_by(c.key)
         )

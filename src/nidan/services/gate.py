@@ -64,15 +64,22 @@ def check(ctx: ServiceContext, *, username: str, secret: str, scope: Scope, clie
     subjects = throttling.gate_subjects(ctx, key, client.ip)
     if kind_of(secret):
         return _check_token(ctx, secret, scope, subjects, client)
-    # A password costs an argon2 hash: its failure is reserved first, exactly as at sign-in.
-    reservation = throttling.reserve(ctx, subjects)
-    outcome = _by_password(ctx, key, secret)
-    with ctx.uow() as uow:
-        if isinstance(outcome, Admitted):
-            throttling.settle_success(ctx, uow, subjects)
-            uow.commit()
-            return outcome
-        _refuse(ctx, uow, reservation, outcome, scope, client, via="password")
+    # A password costs an argon2 hash: it takes its turn first, exactly as at sign-in (parallel clones with the right
+    # password all pass; of wrong ones at once, the tolerated number plus one are checked). A sync endpoint: waiting
+    # for the turn holds this request thread, as the hash does.
+    reservation = throttling.take_turn_now(ctx, subjects)
+    try:
+        outcome = _by_password(ctx, key, secret)
+        with ctx.uow() as uow:
+            if isinstance(outcome, Admitted):
+                throttling.settle_success(ctx, uow, reservation)
+                uow.commit()
+                return outcome
+            _refuse(ctx, uow, reservation, outcome, scope, client, via="password")
+    except BaseException:
+        # Only an error before the settling commit gets here: the attempt counts as a failure (no free guesses).
+        throttling.abandon(ctx, reservation)
+        raise
     raise BasicAuthDenied()
 
 

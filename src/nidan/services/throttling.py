@@ -1,20 +1,31 @@
-"""Backoff around every verification: who is counted, the up-front reservation, and an admin's clearing.
+"""Backoff around every verification: who is counted, the reservation before evaluating, and an admin's clearing.
 
-A failure is reserved (counted) in its own short transaction *before* the attempt is evaluated, by compare-and-set,
-so that concurrent attempts each see the others' count and no lock is held while a password hash is computed. The
-evaluating transaction then resets the count on success. Several processes share the state through the database.
+No lock is held while an attempt is evaluated (a password hash takes tens of milliseconds); several processes share
+the state through the database, changed by compare-and-set. Two ways to reserve (see ``nidan.core.backoff``):
+
+- ``take_turn`` (passwords at sign-in and at the Basic gate): the attempt is counted as *in flight*, not as a failure;
+  its transaction then settles it (``settle_success``, or ``record_escalations`` counting the failure). Only settled
+  failures refuse; a newcomer that the attempts in flight could push past the budget waits for them. So correct
+  passwords sent together all pass, and of wrong ones sent together exactly the tolerated number plus one are
+  evaluated.
+- ``reserve`` (the second step): a failure counted up front, which a success resets.
+
+Usernames are never stored as typed: the per-username keys are a keyed hash of the normalised name (``name_key``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from nidan.core import backoff
 from nidan.core.audit import Detail, EventType
 from nidan.core.backoff import BackoffPolicy, ThrottleState
 from nidan.core.models import ClientInfo, ThrottleScope, User
+from nidan.core.passwords import Pause
 from nidan.core.policy import combined, tolerance_in_force
 from nidan.core.ports import UnitOfWork
 from nidan.core.usernames import username_key
@@ -22,10 +33,23 @@ from nidan.errors import RateLimited, VerificationLocked
 from nidan.services import accounts, audit, authority
 from nidan.services.context import ServiceContext
 
+log = logging.getLogger(__name__)
+#: ``_try_turn``'s answer when a compare-and-set lost to another request.
+_LOST = object()
+
 #: Compare-and-set rounds before giving up under extreme contention (answered as a 1 s block, never as a pass).
 MAX_ROUNDS = 64
 #: Stands for a client whose address is unknown (tests, local calls), so it still shares one counter.
 UNKNOWN_ADDRESS = "unknown"
+#: Separates a username's keyed hash from every token's (see ``ServiceContext.hash_token``).
+NAME_PURPOSE = "throttle_name"
+#: How long a reservation stands for an attempt being evaluated; one older than this was abandoned (its process
+#: died) and counts as a failure. Far longer than an argon2 check waiting for a hashing thread under load.
+RESERVATION_LEASE = timedelta(seconds=60)
+#: While the attempts in flight settle, a waiting attempt looks again this often ...
+TURN_POLL_SECONDS = 0.02
+#: ... this many times (10 s) before it is answered as blocked for a second (the others are stuck, not slow).
+MAX_TURN_POLLS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +61,15 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """The states once this attempt's provisional failure was counted."""
+    """The states once this attempt was reserved: its provisional failure counted (``reserve``, ``pending`` false),
+    or its turn taken (``take_turn``, ``pending`` true: settled later as a success or a failure)."""
 
     counted: tuple[tuple[Subject, ThrottleState], ...]
+    pending: bool = False
+
+    @property
+    def subjects(self) -> list[Subject]:
+        return [subject for subject, _ in self.counted]
 
     def escalations(self) -> list[tuple[Subject, ThrottleState]]:
         """Subjects this failure blocks or locks (for the audit log; a block is logged once, not per refusal)."""
@@ -60,11 +90,18 @@ def second_factor_of(ctx: ServiceContext, uow: UnitOfWork, user_id: int) -> Subj
     return second_factor(ctx, user_id, combined(uow.organisations.policies_of(user_id)).tolerated_failures)
 
 
+def name_key(ctx: ServiceContext, login_key: str) -> str:
+    """A normalised username as the backoff stores it: its keyed hash (HMAC-SHA-256 under the hashing key, as
+    tokens), in hex. What people type there is sometimes their password; the address beside it stays readable,
+    because administrators need it."""
+    return ctx.hash_token(login_key, NAME_PURPOSE).hex()
+
+
 def password_subjects(ctx: ServiceContext, login_key: str, ip: str | None) -> list[Subject]:
     """A username from one address, and the address itself (many people may share one: it tolerates more)."""
     address = ip or UNKNOWN_ADDRESS
     return [
-        Subject(ThrottleScope.PASSWORD, f"{login_key}|{address}", ctx.password_backoff),
+        Subject(ThrottleScope.PASSWORD, f"{name_key(ctx, login_key)}|{address}", ctx.password_backoff),
         Subject(ThrottleScope.PASSWORD_FROM_IP, address, ctx.address_backoff),
     ]
 
@@ -73,7 +110,7 @@ def gate_subjects(ctx: ServiceContext, login_key: str, ip: str | None) -> list[S
     """Like ``password_subjects``, counted apart: what Git clients do on their own never blocks web sign-in."""
     address = ip or UNKNOWN_ADDRESS
     return [
-        Subject(ThrottleScope.GATE, f"{login_key}|{address}", ctx.password_backoff),
+        Subject(ThrottleScope.GATE, f"{name_key(ctx, login_key)}|{address}", ctx.password_backoff),
         Subject(ThrottleScope.GATE_FROM_IP, address, ctx.address_backoff),
     ]
 
@@ -84,6 +121,94 @@ def _refuse(why: backoff.Blocked | backoff.Locked) -> None:
     raise RateLimited(why.retry_after_seconds)
 
 
+def _current(uow: UnitOfWork, subject: Subject, now: datetime) -> ThrottleState:
+    """The subject's state, abandoned reservations counted as the failures they stand for."""
+    stored = uow.throttles.get(subject.scope, subject.key) or ThrottleState()
+    return backoff.expire_reservations(stored, now, subject.policy)
+
+
+def take_turn(ctx: ServiceContext, subjects: Sequence[Subject]) -> Generator[Pause, object, Reservation]:
+    """Reserve one attempt's evaluation for every subject at once, or refuse (429 / locked) without reserving
+    anything; while the attempts in flight could block a subject, yield ``Pause`` and look again. The caller settles
+    the turn in its evaluating transaction: ``settle_success`` or ``record_escalations`` (or ``abandon``)."""
+    polls = lost = 0
+    while True:
+        turn = _try_turn(ctx, subjects)
+        if isinstance(turn, Reservation):
+            return turn
+        if turn is _LOST and lost < MAX_ROUNDS:
+            lost += 1  # another request wrote first: read again at once
+            continue
+        polls, lost = polls + 1, 0
+        if polls > MAX_TURN_POLLS:
+            raise RateLimited(1)
+        yield Pause(TURN_POLL_SECONDS)
+
+
+def take_turn_now(ctx: ServiceContext, subjects: Sequence[Subject]) -> Reservation:
+    """``take_turn`` waiting in this thread (for a caller without an event loop to give it back to)."""
+    turn = take_turn(ctx, subjects)
+    try:
+        pause = next(turn)
+        while True:
+            time.sleep(pause.seconds)
+            pause = turn.send(None)
+    except StopIteration as done:
+        reservation: Reservation = done.value
+        return reservation
+
+
+def _try_turn(ctx: ServiceContext, subjects: Sequence[Subject]) -> Reservation | backoff.Wait | object:
+    """One try of ``take_turn``: the reservation, ``Wait``, or ``_LOST`` when another request wrote first."""
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        taken: list[tuple[Subject, ThrottleState]] = []
+        for subject in subjects:
+            current = _current(uow, subject, now)
+            why = backoff.admission(current, now, subject.policy)
+            if isinstance(why, backoff.Wait):
+                return why  # rolled back: nothing of this try is kept
+            if why is not None:
+                _refuse(why)
+            after = backoff.after_reservation(current, now, RESERVATION_LEASE)
+            if not uow.throttles.compare_and_set(subject.scope, subject.key, current, after, now):
+                return _LOST
+            taken.append((subject, after))
+        uow.commit()
+    return Reservation(tuple(taken), pending=True)
+
+
+def settle_failure(ctx: ServiceContext, uow: UnitOfWork, reservation: Reservation) -> Reservation:
+    """In the failed attempt's transaction: its turn ends and the failure is counted (blocking from now, if it
+    blocks). Returns the states as counted (what ``record_escalations`` logs)."""
+    if not reservation.pending:
+        return reservation  # counted up front already
+    counted: list[tuple[Subject, ThrottleState]] = []
+    for subject in reservation.subjects:
+        for _ in range(MAX_ROUNDS):
+            now = ctx.clock.now()
+            current = uow.throttles.get(subject.scope, subject.key) or ThrottleState()
+            after = backoff.after_settled_failure(current, now, subject.policy)
+            if uow.throttles.compare_and_set(subject.scope, subject.key, current, after, now):
+                counted.append((subject, after))
+                break
+        else:
+            raise RateLimited(1)
+    return Reservation(tuple(counted))
+
+
+def abandon(ctx: ServiceContext, reservation: Reservation) -> None:
+    """An attempt that will not be settled (an error, a client gone): its turn ends as a failure, as counting first
+    would have had it, so that breaking off an attempt is no free guess. Best effort: if the database is not there
+    either, the reservation's lease runs out and counts it the same way."""
+    try:
+        with ctx.uow() as uow:
+            settle_failure(ctx, uow, reservation)
+            uow.commit()
+    except Exception:  # the caller's own error is the one to raise
+        log.warning("an abandoned sign-in attempt is left to its lease", exc_info=True)
+
+
 def reserve(ctx: ServiceContext, subjects: Sequence[Subject]) -> Reservation:
     """Count one failure for every subject at once, or refuse (429 / locked) without counting anything."""
     for _ in range(MAX_ROUNDS):
@@ -91,7 +216,7 @@ def reserve(ctx: ServiceContext, subjects: Sequence[Subject]) -> Reservation:
         with ctx.uow() as uow:
             counted: list[tuple[Subject, ThrottleState]] = []
             for subject in subjects:
-                current = uow.throttles.get(subject.scope, subject.key) or ThrottleState()
+                current = _current(uow, subject, now)
                 why = backoff.refusal(current, now)
                 if why is not None:
                     _refuse(why)
@@ -135,8 +260,9 @@ def count_under_lock(ctx: ServiceContext, uow: UnitOfWork, subject: Subject) -> 
 def record_escalations(
     ctx: ServiceContext, uow: UnitOfWork, reservation: Reservation, client: ClientInfo, subject: User | None
 ) -> None:
-    """After a failed attempt: log each block or lock it earned, once (refused requests are not logged)."""
-    for counted, state in reservation.escalations():
+    """After a failed attempt: count it if only its turn was taken (``settle_failure``), and log each block or lock
+    it earned, once (refused requests are not logged)."""
+    for counted, state in settle_failure(ctx, uow, reservation).escalations():
         locked = state.locked_at is not None
         details: dict[str, Detail] = {"scope": counted.scope.value, "failures": state.failures}
         if state.blocked_until is not None and not locked:
@@ -145,11 +271,14 @@ def record_escalations(
         audit.record(ctx, uow, kind, client=client, actor=None, subject=subject, details=details)
 
 
-def settle_success(ctx: ServiceContext, uow: UnitOfWork, subjects: Sequence[Subject]) -> None:
-    """In the successful attempt's transaction: the provisional failure and all before it are forgotten."""
+def settle_success(ctx: ServiceContext, uow: UnitOfWork, settled: Sequence[Subject] | Reservation) -> None:
+    """In the successful attempt's transaction: the provisional failure and all before it are forgotten, and a turn
+    taken with ``take_turn`` ends."""
     now = ctx.clock.now()
+    releasing = isinstance(settled, Reservation) and settled.pending
+    subjects = settled.subjects if isinstance(settled, Reservation) else settled
     for subject in subjects:
-        uow.throttles.reset(subject.scope, subject.key, now)
+        uow.throttles.reset(subject.scope, subject.key, now, releasing=releasing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +294,7 @@ class BlockStatus:
 def status(ctx: ServiceContext, username: str) -> BlockStatus:
     """What an administrator sees: the user's second-step counter and their password counters per address."""
     user = accounts.find_user(ctx, username)
-    key = username_key(user.username) or ""
+    key = name_key(ctx, username_key(user.username) or "")
     with ctx.uow() as uow:
         second = uow.throttles.get(ThrottleScope.SECOND_FACTOR, str(user.id)) or ThrottleState()
         passwords = [
@@ -181,7 +310,7 @@ def status(ctx: ServiceContext, username: str) -> BlockStatus:
 
 def reset_all(ctx: ServiceContext, uow: UnitOfWork, user: User) -> int:
     """Every counter of the user in ``uow``: second step; passwords and the gate's, from any address."""
-    key = username_key(user.username) or ""
+    key = name_key(ctx, username_key(user.username) or "")
     now = ctx.clock.now()
     cleared = uow.throttles.reset(ThrottleScope.SECOND_FACTOR, str(user.id), now)
     for scope in (ThrottleScope.PASSWORD, ThrottleScope.GATE):

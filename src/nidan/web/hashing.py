@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
 
-from nidan.core.passwords import PasswordHashing, PasswordSteps, PasswordWork
+from nidan.core.passwords import PasswordHashing, PasswordSteps, PasswordWork, Pause
 
 T = TypeVar("T")
 
@@ -19,8 +19,13 @@ async def awaiting_hashes(hashing: PasswordHashing, steps: PasswordSteps[T], *, 
     round trips), the thread given back while the hash is computed."""
     finished, value = await _advance(steps, None, in_thread)
     while not finished:
-        work: PasswordWork = value
-        answer: bool | str = await asyncio.wrap_future(hashing.submit(work))
+        work: PasswordWork | Pause = value
+        answer: bool | str
+        if isinstance(work, Pause):  # others' attempts are settling: the loop serves the rest meanwhile
+            await asyncio.sleep(work.seconds)
+            answer = True
+        else:
+            answer = await asyncio.wrap_future(hashing.submit(work))
         finished, value = await _advance(steps, answer, in_thread)
     result: T = value
     return result
