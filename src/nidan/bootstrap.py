@@ -15,11 +15,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from nidan import __version__
 from nidan.adapters.archive import TarArchives
+from nidan.adapters.argon2_memory import Argon2Memory
 from nidan.adapters.clock import SystemClock
 from nidan.adapters.clocksync import SystemClockSync
 from nidan.adapters.keyfiles import KeyFileDirectory, Keys, create_keys_if_missing, load_keys
+from nidan.adapters.password_hashing import ThreadedPasswordHashing
 from nidan.config import Settings
-from nidan.core.argon2_memory import Argon2Memory
 from nidan.core.backoff import BackoffPolicy
 from nidan.core.keys import HASH_KEY_FILE, PURPOSE_HASH, PURPOSE_PRIMARY, RETIRED_DIR, seal_file
 from nidan.core.passwords import PasswordHashing
@@ -72,12 +73,16 @@ def prepare_storage(settings: Settings) -> Engine:
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout_seconds,
     )
-    if settings.keys_dir is None:
-        with engine.connect() as connection:
-            brand_new = db_dump.is_brand_new(connection)
-        if brand_new:
-            create_keys_if_missing(settings.resolved_keys_dir)
-    db_engine.upgrade_unless_current(engine)
+    try:
+        if settings.keys_dir is None:
+            with engine.connect() as connection:
+                brand_new = db_dump.is_brand_new(connection)
+            if brand_new:
+                create_keys_if_missing(settings.resolved_keys_dir)
+        db_engine.upgrade_unless_current(engine)
+    except BaseException:
+        engine.dispose()  # a start that fails leaves no connection open behind it (the CLI runs in one process)
+        raise
     return engine
 
 
@@ -166,7 +171,8 @@ def password_hashing(cost: HashParameters, threads: int) -> PasswordHashing:
     except (MemoryError, RuntimeError, SystemError):  # cffi could not build a callback here (no writable code)
         memory = None
     initializer = memory.keep_in_this_thread if memory is not None else None
-    return PasswordHashing(cost, hashers=ThreadPoolExecutor(threads, "argon2", initializer=initializer), memory=memory)
+    hashers = ThreadPoolExecutor(threads, "argon2", initializer=initializer)
+    return ThreadedPasswordHashing(cost, hashers=hashers, memory=memory)
 
 
 def hashing_threads(cpus: int | None, workers: int) -> int:
@@ -182,7 +188,11 @@ def build_runtime(
     try:
         clock = clock or SystemClock()
         engine = prepare_storage(settings)
-        keys = check_keys_cover_data(engine, settings.resolved_keys_dir, clock.now())
+        try:
+            keys = check_keys_cover_data(engine, settings.resolved_keys_dir, clock.now())
+        except BaseException:
+            engine.dispose()  # keys that do not fit the data: refused, with no connection left open
+            raise
     except SQLAlchemyError as exc:
         raise unusable(exc) from exc
     except OSError as exc:

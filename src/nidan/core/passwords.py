@@ -1,10 +1,14 @@
-"""Password hashing with argon2id (argon2-cffi), OWASP parameters by default."""
+"""Password hashing with argon2id (argon2-cffi), OWASP parameters by default.
+
+The hash is computed in the caller's thread here; where it runs instead (hashing threads of their own, each keeping
+its argon2 buffer) is infrastructure, in ``nidan.adapters.password_hashing``."""
 
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Generator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -12,7 +16,6 @@ from typing import TypeVar
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from nidan.core.argon2_memory import Argon2Memory
 from nidan.core.recovery import HashParameters
 
 T = TypeVar("T")
@@ -40,23 +43,26 @@ class HashPassword:
 
 
 PasswordWork = VerifyPassword | HashPassword
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Not work for the hashing threads: the use case waits ``seconds`` for others' attempts to settle (see
+    ``nidan.services.throttling.take_turn``) before it goes on. The answer (``True``) carries nothing."""
+
+    seconds: float
+
+
 #: A use case that needs a password checked or hashed on the way: it yields the work and is sent the answer.
 #: ``run_now`` drives one in the caller's thread; a face with an event loop can await each answer instead.
-PasswordSteps = Generator[PasswordWork, bool | str, T]
+PasswordSteps = Generator[PasswordWork | Pause, bool | str, T]
 
 
 class PasswordHashing:
-    def __init__(
-        self, params: HashParameters, *, hashers: Executor | None = None, memory: Argon2Memory | None = None
-    ) -> None:
-        """``hashers``: where the hashes are computed, e.g. a thread pool with one thread per core (the callers
-        wait their turn). The C library keeps each thread's freed argon2 buffer for its next hash, so with every
-        request thread hashing, a worker that had served 16 sign-ins at once held 16 of them (440 MiB at 19 MiB
-        each); more at once would only share the cores anyway. Without one, the caller's thread computes it.
-        ``memory``: the buffers the hashing threads keep (their initializer is ``memory.keep_in_this_thread``), so
-        that checking a password allocates nothing (see ``nidan.core.argon2_memory``)."""
-        self._hashers = hashers
-        self._memory = memory
+    """argon2id hashes and checks, computed in the caller's thread. A subclass decides where the work runs
+    (``_run``, ``_start``) and how a check is computed (``_check``); the answers stay the same."""
+
+    def __init__(self, params: HashParameters) -> None:
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost_kib,
@@ -67,23 +73,33 @@ class PasswordHashing:
         # Verified against when the username is unknown, so both answers take the same time.
         self._dummy_hash = unmatchable_hash(params)
 
-    def _run(self, work: Callable[..., T], *args: str | None) -> T:
-        return self._hashers.submit(work, *args).result() if self._hashers else work(*args)
+    def _run(self, call: Callable[[], T]) -> T:
+        """Where the work is computed, waiting for it: here, in the caller's thread."""
+        return call()
+
+    def _start(self, call: Callable[[], bool | str]) -> Future[bool | str]:
+        """Where the work is computed, without waiting: here, so the future is done already."""
+        done: Future[bool | str] = Future()
+        try:
+            done.set_result(call())
+        except Exception as error:  # handed to whoever reads the future, as an executor would
+            done.set_exception(error)
+        return done
+
+    def _check(self, stored_hash: str, password: str) -> bool:
+        """Whether ``password`` matches ``stored_hash``; raises argon2-cffi's errors (and ``UnicodeEncodeError``)."""
+        return self._hasher.verify(stored_hash, password)
 
     def hash(self, password: str) -> str:
-        return self._run(self._hasher.hash, password)
+        return self._run(partial(self._hasher.hash, password))
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
-        return self._run(self._verify_here, stored_hash, password)
+        return self._run(partial(self._verify_here, stored_hash, password))
 
     def _verify_here(self, stored_hash: str | None, password: str) -> bool:
         known = bool(stored_hash)
         try:
-            if self._memory is not None and self._memory.kept_here():
-                kept = self._memory.verify(stored_hash or self._dummy_hash, password)
-                if kept is not None:
-                    return kept and known
-            matched = self._hasher.verify(stored_hash or self._dummy_hash, password)
+            matched = self._check(stored_hash or self._dummy_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
         return matched and known
@@ -95,21 +111,13 @@ class PasswordHashing:
         return self.hash(work.password)
 
     def submit(self, work: PasswordWork) -> Future[bool | str]:
-        """``work`` handed to the hashing threads, without waiting: the answer's future (done already when there
-        are no hashing threads: then it is computed here)."""
+        """``work`` started without waiting: the answer's future (done already when it is computed here)."""
         call: Callable[[], bool | str]
         if isinstance(work, VerifyPassword):
             call = partial(self._verify_here, work.stored_hash, work.password)
         else:
             call = partial(self._hasher.hash, work.password)
-        if self._hashers is not None:
-            return self._hashers.submit(call)
-        done: Future[bool | str] = Future()
-        try:
-            done.set_result(call())
-        except Exception as error:  # handed to whoever reads the future, as the executor would
-            done.set_exception(error)
-        return done
+        return self._start(call)
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)
@@ -120,7 +128,11 @@ def run_now(hashing: PasswordHashing, steps: PasswordSteps[T]) -> T:
     try:
         work = next(steps)
         while True:
-            work = steps.send(hashing.do(work))
+            if isinstance(work, Pause):
+                time.sleep(work.seconds)
+                work = steps.send(True)
+            else:
+                work = steps.send(hashing.do(work))
     except StopIteration as done:
         result: T = done.value
         return result

@@ -238,8 +238,9 @@ class ThrottleRepository(Protocol):
         atomically; ``False`` when another request changed it first."""
         ...
 
-    def reset(self, scope: ThrottleScope, key: str, at: datetime) -> int:
-        """Forget the failures (a success, or an administrator's clearing); how many counters changed."""
+    def reset(self, scope: ThrottleScope, key: str, at: datetime, *, releasing: bool = False) -> int:
+        """Forget the failures (a success, or an administrator's clearing); how many counters changed. ``releasing``:
+        a reserved attempt succeeded, so its turn ends too (one fewer pending, never below zero)."""
         ...
 
     def list_with_prefix(self, scope: ThrottleScope, prefix: str) -> Sequence[tuple[str, ThrottleState]]: ...

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # never needs it, and it costs about 11 MB of memory per process.
 
 #: The newest migration. ``tests/integration/test_migrations.py`` checks it is Alembic's head.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -43,6 +43,8 @@ class SqliteWriterQueue:
 
     def __init__(self, engine: Engine) -> None:
         self._mutex = threading.Lock()
+        #: The thread whose transaction holds the turn (``held_here``).
+        self._holder: int | None = None
         _QUEUES[engine] = self
         event.listen(engine, "before_cursor_execute", self._before_execute)
         for ended in ("commit", "rollback"):
@@ -58,12 +60,18 @@ class SqliteWriterQueue:
         """Whether a transaction of this process holds the turn now."""
         return self._mutex.locked()
 
+    def held_here(self) -> bool:
+        """Whether a transaction of the calling thread holds the turn: no slow work (argon2) may run then, or
+        every other writer of the process (and the event loop's inline checks) waits for it."""
+        return self._holder == threading.get_ident() and self._mutex.locked()
+
     def take_turn(self, conn: Connection) -> None:
         """The turn of ``conn``'s transaction, kept until it ends: before each statement that writes."""
         if conn.info.get(self):
             return
         if not self._mutex.acquire(timeout=SQLITE_LOCK_WAIT):
             raise DatabaseUnavailable()
+        self._holder = threading.get_ident()
         conn.info[self] = True
 
     def _before_execute(self, conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
@@ -72,6 +80,7 @@ class SqliteWriterQueue:
 
     def _release(self, info: dict[Any, Any]) -> None:
         if info.pop(self, False):
+            self._holder = None
             self._mutex.release()
 
     def _transaction_ended(self, conn: Connection) -> None:

@@ -9,6 +9,7 @@ from nidan.core import otpauth, totp
 from nidan.core.audit import EventType
 from nidan.core.models import ClientInfo, ClockObservation, User
 from nidan.core.policy import combined
+from nidan.core.ports import UnitOfWork
 from nidan.core.sealing import Sealed
 from nidan.errors import (
     ClockSkewDetected,
@@ -23,6 +24,7 @@ from nidan.services.context import ServiceContext
 #: RFC 4226 §4 asks for a shared secret of at least 128 bits and recommends 160.
 TOTP_KEY_BYTES = 20
 OBSERVATION_WINDOW = timedelta(days=30)
+_CODES_COME_WITH_2FA = "Turn on two-step verification first; recovery codes come with it."
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +95,23 @@ def start_totp(ctx: ServiceContext, user: User) -> TotpEnrollment:
 def activate_totp(ctx: ServiceContext, user: User, code: str, *, client: ClientInfo) -> TotpActivation:
     """Verify the pending authenticator's code, make it the only one, and hand out recovery codes if new to 2FA.
 
-    Audited as ``totp.enrolled`` (2FA turned on) or ``totp.changed`` (an app replaced)."""
-    user_id = user.id
+    The code is checked and the need for recovery codes read first; their sixteen argon2ids are computed with no
+    transaction open; then one short write activates the app and stores them. Audited as ``totp.enrolled`` (2FA
+    turned on) or ``totp.changed`` (an app replaced)."""
+    pending_id, found, wants_codes = _check_pending(ctx, user.id, code)
+    fresh = factors.new_recovery_codes(ctx) if wants_codes else None
+    activated = _activate(ctx, user, pending_id, found, fresh, client)
+    if activated is None:
+        # Codes fell due between the read and the write (an administrator asked the user to register again
+        # meanwhile): that write was rolled back; they are computed now, outside it, and the write is made again.
+        activated = _activate(ctx, user, pending_id, found, factors.new_recovery_codes(ctx), client)
+    assert activated is not None
+    return activated
+
+
+def _check_pending(ctx: ServiceContext, user_id: int, code: str) -> tuple[int, totp.TotpMatch, bool]:
+    """The pending authenticator's id and the step ``code`` matched on it (read only), and whether activating it
+    will hand out recovery codes (no app active yet, or registering again)."""
     with ctx.uow() as uow:
         pending = uow.totp.get_pending(user_id)
         if pending is None:
@@ -114,13 +131,37 @@ def activate_totp(ctx: ServiceContext, user: User, code: str, *, client: ClientI
                     "That code is not valid. Enter the 6-digit code your authenticator app shows for nidan now."
                 )
             )
+        return pending.id, found, _renews_codes(uow, user_id, replacing=uow.totp.get_active(user_id) is not None)
+
+
+def _renews_codes(uow: UnitOfWork, user_id: int, *, replacing: bool) -> bool:
+    """New recovery codes come with turning 2FA on, and with registering again (an administrator asked): that
+    renews everything, the printed codes too. Replacing the app alone keeps them."""
+    current = uow.users.get(user_id)
+    return not replacing or (current is not None and current.registration_required_at is not None)
+
+
+def _activate(
+    ctx: ServiceContext,
+    user: User,
+    pending_id: int,
+    found: totp.TotpMatch,
+    fresh: factors.NewRecoveryCodes | None,
+    client: ClientInfo,
+) -> TotpActivation | None:
+    """The write: the pending app becomes the only one, with ``fresh`` codes if they are due. ``None`` (rolled
+    back) when codes are due and none were computed: the state changed since ``_check_pending`` read it."""
+    user_id = user.id
+    with ctx.uow() as uow:
         replaced = uow.totp.delete_active(user_id) > 0
-        if not uow.totp.activate(pending.id, found.step, found.drift, ctx.clock.now()):
+        if not uow.totp.activate(pending_id, found.step, found.drift, ctx.clock.now()):
             raise TotpEnrollmentNotStarted()
-        current = uow.users.get(user_id)
-        # Registering again (an administrator asked) renews everything, the printed recovery codes too.
-        reregistering = current is not None and current.registration_required_at is not None
-        codes = [] if replaced and not reregistering else factors.new_recovery_codes(ctx, uow, user_id)
+        if not _renews_codes(uow, user_id, replacing=replaced):
+            codes: list[str] = []
+        elif fresh is None:
+            return None
+        else:
+            codes = factors.store_recovery_codes(ctx, uow, user_id, fresh)
         uow.users.registered(user_id)  # no grace period runs, no registration is asked for any more
         event = EventType.TOTP_CHANGED if replaced else EventType.TOTP_ENROLLED
         details = {"recovery_codes": len(codes)} if codes else {}
@@ -146,8 +187,12 @@ def regenerate_recovery_codes(ctx: ServiceContext, user: User, *, client: Client
     """A new set of recovery codes; the whole previous set stops working in the same transaction (audited)."""
     with ctx.uow() as uow:
         if uow.totp.get_active(user.id) is None:
-            raise TotpNotEnabled("Turn on two-step verification first; recovery codes come with it.")
-        codes = factors.new_recovery_codes(ctx, uow, user.id)
+            raise TotpNotEnabled(_CODES_COME_WITH_2FA)
+    fresh = factors.new_recovery_codes(ctx)  # sixteen argon2ids, with no transaction open
+    with ctx.uow() as uow:
+        if uow.totp.get_active(user.id) is None:  # turned off meanwhile
+            raise TotpNotEnabled(_CODES_COME_WITH_2FA)
+        codes = factors.store_recovery_codes(ctx, uow, user.id, fresh)
         details = {"recovery_codes": len(codes)}
         audit.record(
             ctx, uow, EventType.RECOVERY_CODES_REGENERATED, client=client, actor=user, subject=user, details=details

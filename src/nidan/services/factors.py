@@ -1,13 +1,15 @@
 """Checking a second factor inside a caller's unit of work: TOTP or a recovery code, consumed atomically.
 
-Every path that verifies a code (sign-in now; step-up and the verify API later) goes through ``check``, so replay
-protection, drift learning and clock diagnosis are written once.
+Every path that verifies a code (sign-in, step-up, the verify API) goes through ``check``, so replay protection,
+drift learning and clock diagnosis are written once. A recovery code costs an argon2id: it is matched
+(``match_recovery_code``) before the caller's write transaction opens, never inside it (no slow work while SQLite's
+writer turn or a row lock is held); the transaction only spends the matched code by one conditional UPDATE.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nidan.core import recovery, totp
 from nidan.core.audit import Detail, EventType
@@ -47,11 +49,21 @@ def available_methods(uow: UnitOfWork, user_id: int) -> list[Method]:
     return methods
 
 
-def check(ctx: ServiceContext, uow: UnitOfWork, user_id: int, method: Method, code: str) -> FactorCheck:
-    """Verify and, on success, consume ``code`` in ``uow`` (the caller commits)."""
+def check(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    user_id: int,
+    method: Method,
+    code: str,
+    matched: RecoveryCodeMatch | None = None,
+) -> FactorCheck:
+    """Verify and, on success, consume ``code`` in ``uow`` (the caller commits). A recovery code was matched
+    before ``uow`` opened: ``matched``, from ``match_recovery_code`` (its argon2id must not run inside a write)."""
     if method is Method.TOTP:
         return _check_totp(ctx, uow, user_id, code)
-    return check_recovery_code(ctx, uow, uow.recovery_codes.get_current(user_id), code)
+    if matched is None:
+        raise ValueError("a recovery code is matched before the transaction: pass match_recovery_code's answer")
+    return spend_recovery_code(ctx, uow, matched)
 
 
 def _check_totp(ctx: ServiceContext, uow: UnitOfWork, user_id: int, code: str) -> FactorCheck:
@@ -100,23 +112,40 @@ _STAND_IN_CODE = "0" * recovery.CODE_LENGTH
 _STAND_IN_SALT = bytes(recovery.SALT_BYTES)
 
 
-def check_recovery_code(
-    ctx: ServiceContext, uow: UnitOfWork, current: RecoveryCodeSet | None, code: str
-) -> FactorCheck:
-    """``check`` of a recovery code against ``current``, the user's set read already (``None``: none on offer):
-    one argon2id whatever the code and whether there is a set, so a malformed code or a name without recovery
+@dataclass(frozen=True, slots=True)
+class RecoveryCodeMatch:
+    """A typed recovery code compared with a set read earlier: the unused code it equals, if any. Nothing is spent
+    yet; ``spend_recovery_code`` does that, in the caller's write."""
+
+    set_id: int | None = None
+    position: int | None = None
+
+
+NO_MATCH = RecoveryCodeMatch()
+
+
+def match_recovery_code(ctx: ServiceContext, current: RecoveryCodeSet | None, code: str) -> RecoveryCodeMatch:
+    """Compare ``code`` with ``current``, the user's set read already (``None``: none on offer), with no transaction
+    open: one argon2id whatever the code and whether there is a set, so a malformed code or a name without recovery
     codes is not answered sooner than a wrong code of a user who has them."""
     normalized = recovery.normalize(code)
     if normalized is None or current is None or not current.unused:
         salt = current.salt if current is not None else _STAND_IN_SALT
         params = recovery.decode_parameters(current.hash_parameters) if current is not None else ctx.recovery_hash
         recovery.digest(_STAND_IN_CODE, salt, params)
-        return FactorCheck(ok=False, method=Method.RECOVERY_CODE)
+        return NO_MATCH
     candidate = recovery.digest(normalized, current.salt, recovery.decode_parameters(current.hash_parameters))
-    position = recovery.find_position(candidate, current.unused)
-    if position is not None and uow.recovery_codes.consume(current.id, position, ctx.clock.now()):
-        return FactorCheck(ok=True, method=Method.RECOVERY_CODE, position=position)
-    return FactorCheck(ok=False, method=Method.RECOVERY_CODE, replayed=position is not None)
+    return RecoveryCodeMatch(current.id, recovery.find_position(candidate, current.unused))
+
+
+def spend_recovery_code(ctx: ServiceContext, uow: UnitOfWork, matched: RecoveryCodeMatch) -> FactorCheck:
+    """Spend the code ``matched`` found, by one conditional UPDATE in ``uow``: of requests racing with one code,
+    exactly one spends it; a code used meanwhile, or of a set replaced meanwhile, is refused as replayed."""
+    if matched.set_id is not None and matched.position is not None:
+        if uow.recovery_codes.consume(matched.set_id, matched.position, ctx.clock.now()):
+            return FactorCheck(ok=True, method=Method.RECOVERY_CODE, position=matched.position)
+        return FactorCheck(ok=False, method=Method.RECOVERY_CODE, replayed=True)
+    return FactorCheck(ok=False, method=Method.RECOVERY_CODE)
 
 
 def record_clock_observation(
@@ -152,11 +181,25 @@ def record_success(
     audit.record(ctx, uow, event, client=client, actor=user, subject=user, details=method)
 
 
-def new_recovery_codes(ctx: ServiceContext, uow: UnitOfWork, user_id: int) -> list[str]:
-    """Replace the user's recovery codes with a new set, in ``uow``; returns the codes to show once."""
+@dataclass(frozen=True, slots=True)
+class NewRecoveryCodes:
+    """A set of recovery codes, hashed and not stored yet (``store_recovery_codes``)."""
+
+    codes: list[str] = field(repr=False)
+    salt: bytes = field(repr=False)
+    digests: list[bytes] = field(repr=False)
+    parameters: str
+
+
+def new_recovery_codes(ctx: ServiceContext) -> NewRecoveryCodes:
+    """A new set, hashed here: sixteen argon2ids (a quarter of a second), so before any write transaction opens."""
     codes = recovery.generate_codes(ctx.random_bytes)
     salt = ctx.random_bytes(recovery.SALT_BYTES)
     digests = [recovery.digest(recovery.normalize(c) or "", salt, ctx.recovery_hash) for c in codes]
-    parameters = recovery.encode_parameters(ctx.recovery_hash)
-    uow.recovery_codes.replace(user_id, salt, parameters, digests, ctx.clock.now())
-    return codes
+    return NewRecoveryCodes(codes, salt, digests, recovery.encode_parameters(ctx.recovery_hash))
+
+
+def store_recovery_codes(ctx: ServiceContext, uow: UnitOfWork, user_id: int, new: NewRecoveryCodes) -> list[str]:
+    """Replace the user's recovery codes with ``new``, in ``uow``; returns the codes to show once."""
+    uow.recovery_codes.replace(user_id, new.salt, new.parameters, new.digests, ctx.clock.now())
+    return new.codes

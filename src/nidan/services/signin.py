@@ -114,41 +114,53 @@ def login(ctx: ServiceContext, *, username: str, password: str, client: ClientIn
 def login_steps(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> PasswordSteps[LoginResult]:
     """``login`` as steps: it yields the password's argon2id work (``VerifyPassword``, then ``HashPassword`` when
     the stored hash has older parameters) and is sent each answer, so that a face with an event loop awaits the
-    hashing threads without holding a thread of its own meanwhile. No transaction is open while it waits."""
+    hashing threads without holding a thread of its own meanwhile. No transaction is open while it waits.
+
+    The attempt takes a turn first (``throttling.take_turn``: it may yield ``Pause`` while others' attempts settle),
+    and its last transaction settles it; an attempt that ends otherwise (an error, the generator closed) counts as a
+    failure, so breaking one off is no free guess."""
     key = username_key(username)
     subjects = throttling.password_subjects(ctx, key or INVALID_USERNAME_KEY, client.ip)
-    reservation = throttling.reserve(ctx, subjects)
-    with ctx.uow() as uow:
-        user = uow.users.get_by_username_key(key) if key else None
-    # Unknown users are verified against a dummy hash: the same answer in about the same time.
-    matched = yield VerifyPassword(user.password_hash if user else None, password)
-    if not matched or user is None:
+    reservation = yield from throttling.take_turn(ctx, subjects)
+    settled = False
+    try:
         with ctx.uow() as uow:
-            # Whether the name exists is for administrators' eyes; what was typed is not kept (a password, maybe).
-            known: dict[str, Detail] = {"username_known": user is not None}
-            throttling.record_escalations(ctx, uow, reservation, client, user)
-            audit.record(
-                ctx, uow, EventType.SIGN_IN_PASSWORD_FAILED, client=client, actor=None, subject=user, details=known
-            )
+            user = uow.users.get_by_username_key(key) if key else None
+        # Unknown users are verified against a dummy hash: the same answer in about the same time.
+        matched = yield VerifyPassword(user.password_hash if user else None, password)
+        if not matched or user is None:
+            with ctx.uow() as uow:
+                # Whether the name exists is for administrators' eyes; what was typed is not kept (a password, maybe).
+                known: dict[str, Detail] = {"username_known": user is not None}
+                throttling.record_escalations(ctx, uow, reservation, client, user)
+                audit.record(
+                    ctx, uow, EventType.SIGN_IN_PASSWORD_FAILED, client=client, actor=None, subject=user, details=known
+                )
+                uow.commit()
+            settled = True
+            raise InvalidCredentials()
+        rehashed: str | None = None
+        if ctx.passwords.needs_rehash(user.password_hash):
+            new_hash = yield HashPassword(password)
+            assert isinstance(new_hash, str)
+            rehashed = new_hash
+        # Each way out below commits last: nothing can fail once the turn is settled.
+        with ctx.uow() as uow:
+            throttling.settle_success(ctx, uow, reservation)
+            if rehashed:
+                uow.users.set_password_hash(user.id, rehashed)
+            methods = factors.available_methods(uow, user.id)
+            if not methods:
+                return _without_second_factor(ctx, uow, user, client)
+            mfa_token = new_token(ctx.random_bytes)
+            now = ctx.clock.now()
+            uow.mfa_challenges.add(user.id, ctx.hash_token(mfa_token, MFA_PURPOSE), now, now + ctx.mfa_token_lifetime)
             uow.commit()
-        raise InvalidCredentials()
-    rehashed: str | None = None
-    if ctx.passwords.needs_rehash(user.password_hash):
-        new_hash = yield HashPassword(password)
-        assert isinstance(new_hash, str)
-        rehashed = new_hash
-    with ctx.uow() as uow:
-        throttling.settle_success(ctx, uow, subjects)
-        if rehashed:
-            uow.users.set_password_hash(user.id, rehashed)
-        methods = factors.available_methods(uow, user.id)
-        if not methods:
-            return _without_second_factor(ctx, uow, user, client)
-        mfa_token = new_token(ctx.random_bytes)
-        now = ctx.clock.now()
-        uow.mfa_challenges.add(user.id, ctx.hash_token(mfa_token, MFA_PURPOSE), now, now + ctx.mfa_token_lifetime)
-        uow.commit()
-    return MfaRequired(mfa_token, methods)
+        return MfaRequired(mfa_token, methods)
+    except BaseException:
+        if not settled:
+            throttling.abandon(ctx, reservation)
+        raise
 
 
 def _without_second_factor(
@@ -191,10 +203,15 @@ def complete_mfa(
         if found is None:
             raise MfaTokenInvalid()
         subject = throttling.second_factor_of(ctx, uow, found.user_id)
+        offered = factors.recovery_codes_on_offer(uow, found.user_id) if method is Method.RECOVERY_CODE else None
     if method is Method.TOTP:
         return _complete_with_totp(ctx, token_hash, found.user_id, subject, code, client)
     # The user's backoff is asked before anything is evaluated; a blocked attempt does not spend the token's tries.
     reservation = throttling.reserve(ctx, [subject])
+    # The code's argon2id runs here, against the set read above, before the write opens (never while it holds
+    # SQLite's writer turn or a row lock). The write claims the attempt and spends the code by a conditional
+    # UPDATE: only an attempt the token still allows is answered, and a code spent meanwhile is refused.
+    matched = factors.match_recovery_code(ctx, offered, code) if offered is not None else factors.NO_MATCH
     with ctx.uow() as uow:
         challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
         user = uow.users.get(found.user_id)
@@ -203,7 +220,7 @@ def complete_mfa(
         if method not in factors.available_methods(uow, user.id):
             uow.commit()  # the attempt still counts
             raise MethodNotAvailable()
-        result = factors.check(ctx, uow, user.id, method, code)
+        result = factors.check(ctx, uow, user.id, method, code, matched)
         if not result.ok:
             _refuse_code(ctx, uow, user, result, reservation, client)
         throttling.settle_success(ctx, uow, [subject])

@@ -41,11 +41,6 @@ def methods(ctx: ServiceContext, user_id: int) -> list[ReauthMethod]:
     return available or [PASSWORD]
 
 
-def _subject(ctx: ServiceContext, user_id: int) -> throttling.Subject:
-    with ctx.uow() as uow:
-        return throttling.second_factor_of(ctx, uow, user_id)
-
-
 def reauthenticate(
     ctx: ServiceContext, *, session_token: str, method: ReauthMethod, secret: str, client: ClientInfo
 ) -> signin.Authenticated:
@@ -58,18 +53,22 @@ def reauthenticate(
             raise MethodNotAvailable(PASSWORD_REQUIRED)
         raise MethodNotAvailable(SECOND_FACTOR_REQUIRED if method == PASSWORD else None)
 
-    subjects = [_subject(ctx, user.id)]
+    with ctx.uow() as uow:
+        subjects = [throttling.second_factor_of(ctx, uow, user.id)]
+        offered = factors.recovery_codes_on_offer(uow, user.id) if method == Method.RECOVERY_CODE else None
     reservation = throttling.reserve(ctx, subjects)  # counted as a failure until the success below resets it
 
-    # Argon2 is slow by design: no transaction is open while it runs.
+    # Argon2 is slow by design: no transaction is open while it runs (a password; a recovery code, against the set
+    # read above, which the transaction below only spends).
     if method == PASSWORD and not ctx.passwords.verify(user.password_hash, secret):
         _record_failure(ctx, reservation, user, client, {"method": PASSWORD})
         raise InvalidCredentials("That password is not correct. Enter the password you sign in with.")
+    matched = factors.match_recovery_code(ctx, offered, secret) if offered is not None else factors.NO_MATCH
 
     old_hash = ctx.hash_token(session_token, signin.SESSION_PURPOSE)
     with ctx.uow() as uow:
         # A code is checked and spent inside the transaction that opens the new session (replay-safe).
-        result = factors.check(ctx, uow, user.id, Method(method), secret) if method != PASSWORD else None
+        result = factors.check(ctx, uow, user.id, Method(method), secret, matched) if method != PASSWORD else None
         if result is not None and not result.ok:
             factors.record_clock_observation(ctx, uow, user.id, result, "step_up")
             throttling.record_escalations(ctx, uow, reservation, client, user)

@@ -48,9 +48,10 @@ def guess_method(code: str) -> Method:
     return Method.TOTP if compact.isdigit() else Method.RECOVERY_CODE
 
 
-def _unknown_name_key(key: str | None) -> str:
-    """The backoff key of a name nobody has. Not a number, so it never meets a real user's counter."""
-    return f"~{key or INVALID_USERNAME_KEY}"
+def _unknown_name_key(ctx: ServiceContext, key: str | None) -> str:
+    """The backoff key of a name nobody has: its keyed hash, never the name as typed. Not a number, so it never
+    meets a real user's counter."""
+    return f"~{throttling.name_key(ctx, key or INVALID_USERNAME_KEY)}"
 
 
 def _subject(user: User | None, ctx: ServiceContext, key: str | None) -> throttling.Subject:
@@ -58,7 +59,7 @@ def _subject(user: User | None, ctx: ServiceContext, key: str | None) -> throttl
     # organisation, and an earlier 429 for real users would tell who exists.
     if user is not None:
         return throttling.second_factor(ctx, user.id)
-    return throttling.Subject(ThrottleScope.SECOND_FACTOR, _unknown_name_key(key), ctx.backoff)
+    return throttling.Subject(ThrottleScope.SECOND_FACTOR, _unknown_name_key(ctx, key), ctx.backoff)
 
 
 def verify(
@@ -178,20 +179,23 @@ def _outcome(ctx: ServiceContext, call: VerifyCall) -> VerifyResult | Exception:
 def _verify_with_reservation(
     ctx: ServiceContext, application: Application, username: str, code: str, chosen: Method, client: ClientInfo
 ) -> VerifyResult:
-    """A recovery code (argon2): the failure is counted first, in its own transaction, so no lock is held while
-    the code is hashed. Whoever has the name, the same statements run and one argon2id is computed."""
+    """A recovery code (argon2): the failure is counted first, in its own transaction, then the code is hashed
+    with no transaction open (against the set read beforehand), and the last transaction only spends it (one
+    conditional UPDATE) and records the outcome. Whoever has the name, the same statements run and one argon2id is
+    computed."""
     key = username_key(username)
     app: dict[str, Detail] = {"app": application.name}
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
+        offered = factors.recovery_codes_on_offer(uow, user.id if user is not None else _NOBODY)
     subject = _subject(user, ctx, key)
     try:
         reservation = throttling.reserve(ctx, [subject])
     except VerificationLocked as locked:
         return VerifyResult(ok=False, method=chosen, error=locked)
+    matched = factors.match_recovery_code(ctx, offered if user is not None else None, code)
     with ctx.uow() as uow:
-        offered = factors.recovery_codes_on_offer(uow, user.id if user is not None else _NOBODY)
-        result = factors.check_recovery_code(ctx, uow, offered if user is not None else None, code)
+        result = factors.spend_recovery_code(ctx, uow, matched)
         if user is None or offered is None:
             details: dict[str, Detail] = {"method": chosen.value, "username_known": user is not None, **app}
             if user is not None:
@@ -230,7 +234,7 @@ def _verify_totp(
     stand-in values), an unseal and the same HMACs on a stand-in authenticator, the same writes."""
     with ctx.uow() as uow:
         app: dict[str, Detail] = {"app": application_in(uow).name}
-        found = uow.users.lock_for_second_step(key, _unknown_name_key(key))
+        found = uow.users.lock_for_second_step(key, _unknown_name_key(ctx, key))
         user = found.user
         subject = _subject(user, ctx, key)
         try:
