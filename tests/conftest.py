@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,9 +18,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from nidan.adapters.password_hashing import ThreadedPasswordHashing
 from nidan.bootstrap import Runtime, build_runtime
 from nidan.config import SecuritySettings, ServerSettings, Settings
+from nidan.core.passwords import PasswordHashing
 from nidan.db import engine as db_engine
+from tests.passwords_support import FAST
 
 PG_URL = os.environ.get("NIDAN_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
@@ -132,3 +136,13 @@ def runtime(settings: Settings, clock: FixedClock) -> Iterator[Runtime]:
     built = build_runtime(settings, clock=clock)
     yield built
     built.engine.dispose()
+
+
+# Shared by the core tests of password hashing and the web ones of awaiting it.
+@pytest.fixture(params=["hashing threads", "in the caller's thread"])
+def either(request: pytest.FixtureRequest) -> Iterator[PasswordHashing]:
+    if request.param == "in the caller's thread":
+        yield PasswordHashing(FAST)
+        return
+    with ThreadPoolExecutor(2, "argon2-test") as hashers:
+        yield ThreadedPasswordHashing(FAST, hashers=hashers)

@@ -1,13 +1,16 @@
-"""The environment of one end-to-end test: its own data directory and, per back end, its own empty database."""
+"""The environment of one end-to-end test: its own data directory and, per back end, its own empty database; and
+the headless Chromium the browser tests drive."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import text
 
 from tests.conftest import BACKENDS, FAST_SECURITY, PostgresDatabases
@@ -36,3 +39,35 @@ def environment(
     env["NIDAN_DATABASE_URL"] = postgres.url_for(name)
     yield env
     postgres.drop(name)
+
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    # Checked in the test body: a missing browser is a failure with a reason, never a silent skip.
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail(
+        "Chromium is not installed: the browser test needs it (Debian: apt-get install chromium; "
+        "scripts/test installs it)"
+    )
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()

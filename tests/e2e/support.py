@@ -88,11 +88,14 @@ class Server:
             start_new_session=True,
         )
         assert self.process.stdout is not None
-        threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
+        self._pumping = threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True)
+        self._pumping.start()
 
     def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.put(line.rstrip("\n"))
+        # The reader closes the pipe at its end: left to the garbage collector it is a ResourceWarning (an error).
+        with stream:
+            for line in stream:
+                self.lines.put(line.rstrip("\n"))
 
     def describe(self) -> str:
         return "stdout:\n" + "\n".join(self.seen) + "\nstderr:\n" + self.stderr_path.read_text()
@@ -139,6 +142,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=15)
+        self._pumping.join(timeout=15)  # the pipe ends with the process group; the reader then closes it
         self._stderr.close()
 
     def __enter__(self) -> Server:

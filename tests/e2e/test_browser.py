@@ -6,48 +6,15 @@ open the setup link, become the administrator, turn on two-step verification wit
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.support import PASSWORD, SETUP_LINE, Server, oathtool_code
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_path() -> str:
-    # Checked in the test body: a missing browser is a failure with a reason, never a silent skip.
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail(
-        "Chromium is not installed: the browser test needs it (Debian: apt-get install chromium; "
-        "scripts/test installs it)"
-    )
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    executable = chromium_path()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
 
 
 def sign_in_with_password(page: Page, base: str) -> None:

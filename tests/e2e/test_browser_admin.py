@@ -13,7 +13,6 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.support import PASSWORD, SETUP_LINE, Server, nidan, oathtool_code
-from tests.e2e.test_browser import browser  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +37,7 @@ def turn_on_totp(page: Page) -> str:
 
 
 def test_an_administrator_resets_a_lost_phone_and_the_user_sets_2fa_up_again(
-    browser: Browser,  # noqa: F811 (the fixture imported above)
+    browser: Browser,
     environment: dict[str, str],
     tmp_path: Path,
 ) -> None:

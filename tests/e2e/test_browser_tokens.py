@@ -11,13 +11,12 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.e2e.support import PASSWORD, SETUP_LINE, Server
-from tests.e2e.test_browser import browser  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_token_made_in_the_browser_opens_the_gate(
-    browser: Browser,  # noqa: F811 (the fixture imported above)
+    browser: Browser,
     environment: dict[str, str],
     tmp_path: Path,
 ) -> None:

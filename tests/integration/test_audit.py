@@ -11,31 +11,15 @@ import pytest
 
 from nidan.bootstrap import Runtime
 from nidan.core.audit import AuditRecord, EventType, export_line
-from nidan.core.models import ClientInfo, InstanceRole
+from nidan.core.models import InstanceRole
 from nidan.errors import InvalidCode, InvalidInput
 from nidan.services import accounts, audit, enrollment, setup
 from tests.helpers import PASSWORD, code_at, make_user
-
-CLIENT = ClientInfo(ip="198.51.100.4", user_agent="pytest-agent/1.0", correlation_id="corr-1234")
+from tests.integration.audit_support import CLIENT, all_records, some_events
 
 
 def types_of(records: list[AuditRecord] | tuple[AuditRecord, ...]) -> list[str]:
     return [r.event.event_type for r in records]
-
-
-def all_records(runtime: Runtime) -> list[AuditRecord]:
-    with runtime.services.uow() as uow:
-        return list(uow.audit.iterate(batch_size=7))
-
-
-def some_events(runtime: Runtime, count: int = 5) -> None:
-    """``count`` events, committed one transaction each."""
-    ctx = runtime.services
-    for n in range(count):
-        with ctx.uow() as uow:
-            audit.record(ctx, uow, EventType.STEP_UP_FAILED, client=CLIENT, actor=None, subject=None, details={"n": n})
-            uow.commit()
-        ctx.clock.advance(1)  # type: ignore[attr-defined]
 
 
 # --- what the flows record ---------------------------------------------------------------------------------------

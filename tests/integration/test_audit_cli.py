@@ -18,8 +18,8 @@ from nidan.bootstrap import Runtime
 from nidan.config import Settings
 from nidan.core.audit import GENESIS_HASH, AuditEvent, AuditRecord, chain_hash, verify_chain
 from tests.helpers import PASSWORD, make_user
+from tests.integration.audit_support import all_records, some_events
 from tests.integration.backup_support import cli_for
-from tests.integration.test_audit import all_records, some_events
 
 Invoke = Callable[..., Result]
 

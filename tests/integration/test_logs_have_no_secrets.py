@@ -21,7 +21,7 @@ from nidan.core import otpauth, recovery, totp
 from nidan.services import accounts, audit, setup
 from nidan.web.app import create_app
 from tests.helpers import PASSWORD, auth_header, code_at
-from tests.web.test_pages import csrf_of, submit
+from tests.web.pages_support import csrf_of, submit
 
 ADMIN_PASSWORD = "the administrator's own passphrase"
 WRONG_PASSWORD = "a wrong guess at the password"

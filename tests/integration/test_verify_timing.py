@@ -23,7 +23,7 @@ from nidan.services import applications, verify
 from nidan.services.context import ServiceContext
 from nidan.services.verify import VerifyCall
 from tests.helpers import make_user
-from tests.web.test_api_verify import totp_user
+from tests.web.verify_support import totp_user
 
 CLIENT = ClientInfo(ip="192.0.2.1", user_agent="wiki/1.0")
 #: The three kinds of name an application could tell apart by the time of the answer.

@@ -20,26 +20,10 @@ from nidan.services import applications, audit, throttling, verify
 from nidan.services.context import ServiceContext
 from nidan.services.verify import VerifyCall, VerifyResult
 from tests.helpers import code_at
-from tests.web.test_api_verify import CLIENT, totp_user, wrong_code
+from tests.integration.verify_together_support import Counted, api_key
+from tests.web.verify_support import CLIENT, totp_user, wrong_code
 
 CALLER = ClientInfo(ip="192.0.2.7", user_agent="wiki/1.0", correlation_id="c0ffee0123456789")
-
-
-def api_key(ctx: ServiceContext, name: str = "wiki") -> str:
-    return applications.add(ctx, name=name, actor=None, client=CLIENT).api_key
-
-
-class Counted:
-    """``ctx.shared``, counting the shared transactions opened."""
-
-    def __init__(self, ctx: ServiceContext) -> None:
-        assert ctx.shared is not None
-        self.inner = ctx.shared
-        self.opened = 0
-
-    def __call__(self) -> SharedTransaction:
-        self.opened += 1
-        return self.inner()
 
 
 @pytest.fixture

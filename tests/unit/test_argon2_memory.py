@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from argon2 import PasswordHasher, Type
 
-from nidan.core.argon2_memory import Argon2Memory
+from nidan.adapters.argon2_memory import Argon2Memory
+from nidan.adapters.password_hashing import ThreadedPasswordHashing
 from nidan.core.passwords import PasswordHashing, unmatchable_hash
 from nidan.core.recovery import HashParameters
 
@@ -75,7 +76,7 @@ def test_a_hashing_thread_allocates_its_buffer_once() -> None:
 def test_password_hashing_checks_in_kept_buffers_only_on_threads_that_keep_one() -> None:
     memory = Argon2Memory()
     with ThreadPoolExecutor(2, "argon2-test", initializer=memory.keep_in_this_thread) as hashers:
-        hashing = PasswordHashing(FAST, hashers=hashers, memory=memory)
+        hashing = ThreadedPasswordHashing(FAST, hashers=hashers, memory=memory)
         stored = hashing.hash(PASSWORD)
         assert hashing.verify(stored, PASSWORD) is True
         assert hashing.verify(stored, "wrong") is False
@@ -83,7 +84,7 @@ def test_password_hashing_checks_in_kept_buffers_only_on_threads_that_keep_one()
         assert hashing.verify(stored, "\ud800") is False  # no UTF-8 can hold it
         assert memory.allocations >= 1
     # Without hashing threads the caller's thread checks, and keeps nothing.
-    here = PasswordHashing(FAST, memory=memory)
+    here = ThreadedPasswordHashing(FAST, memory=memory)
     before = memory.allocations
     assert here.verify(stored, PASSWORD) is True
     assert memory.allocations == before

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
@@ -14,19 +11,13 @@ from nidan.core.passwords import (
     MIN_LENGTH,
     HashPassword,
     PasswordHashing,
-    PasswordSteps,
     VerifyPassword,
     password_problem,
     run_now,
     unmatchable_hash,
 )
 from nidan.core.recovery import HashParameters
-
-#: Cheap argon2id parameters, for unit tests only.
-FAST = HashParameters(memory_cost_kib=1024, time_cost=1)
-
-#: The password the timing equaliser's hash was once made of: it must not open anything either.
-DUMMY_PASSWORD = "nidan-timing-equaliser"
+from tests.passwords_support import DUMMY_PASSWORD, FAST, steps_of_a_login
 
 
 @pytest.fixture(scope="module")
@@ -129,15 +120,6 @@ def test_the_made_up_hash_for_unknown_users_is_a_real_one_that_nothing_matches()
 # --- password work handed to the hashing threads, and use cases written as steps -----------------------------------
 
 
-@pytest.fixture(params=["hashing threads", "in the caller's thread"])
-def either(request: pytest.FixtureRequest) -> Iterator[PasswordHashing]:
-    if request.param == "in the caller's thread":
-        yield PasswordHashing(FAST)
-        return
-    with ThreadPoolExecutor(2, "argon2-test") as hashers:
-        yield PasswordHashing(FAST, hashers=hashers)
-
-
 def test_submitted_work_is_answered_as_done_work(either: PasswordHashing) -> None:
     stored = either.hash("correct horse battery staple")
     assert either.submit(VerifyPassword(stored, "correct horse battery staple")).result() is True
@@ -152,15 +134,6 @@ def test_submitted_work_is_answered_as_done_work(either: PasswordHashing) -> Non
 def test_a_password_is_never_shown_by_the_work_that_carries_it() -> None:
     assert "hunter2" not in repr(VerifyPassword("$argon2id$...", "hunter2"))
     assert "hunter2" not in repr(HashPassword("hunter2"))
-
-
-def steps_of_a_login(stored: str, typed: str) -> PasswordSteps[str]:
-    matched = yield VerifyPassword(stored, typed)
-    if not matched:
-        raise ValueError("wrong password")
-    rehashed = yield HashPassword(typed)
-    assert isinstance(rehashed, str)
-    return rehashed
 
 
 def test_run_now_sends_each_answer_back_and_returns_the_result(either: PasswordHashing) -> None:

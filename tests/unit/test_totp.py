@@ -21,19 +21,10 @@ from nidan.core.totp import (
     time_step,
     totp,
 )
-
-KEY = bytes.fromhex("8c0f3b2a6d1e4f5a7b9c0d1e2f3a4b5c6d7e8f90")
-#: 10 s into a step, so ±few seconds of jitter never crosses a step boundary by accident.
-NOW_STEP = 56_666_667
-NOW = NOW_STEP * PERIOD + 10
+from tests.unit.totp_support import KEY, NOW, NOW_STEP, code_at
 
 _FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 _ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
-
-
-def code_at(offset_steps: int) -> str:
-    """The code a device shows whose clock is ``offset_steps`` steps ahead of the server's."""
-    return hotp(KEY, NOW_STEP + offset_steps)
 
 
 def test_fixture_codes_are_distinct() -> None:

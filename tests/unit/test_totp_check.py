@@ -21,7 +21,7 @@ from nidan.core.totp import (
     is_replay,
     match_code,
 )
-from tests.unit.test_totp import KEY, NOW, NOW_STEP, code_at
+from tests.unit.totp_support import KEY, NOW, NOW_STEP, code_at
 
 #: Every step within ±SKEW_SEARCH_STEPS of now, once.
 EVERY_STEP = 2 * SKEW_SEARCH_STEPS + 1

@@ -15,7 +15,7 @@ from nidan.core.models import InstanceRole
 from nidan.services import audit
 from nidan.services.context import ServiceContext
 from tests.helpers import auth_header, login, make_user
-from tests.web.test_api_tokens import assert_not_stored
+from tests.web.tokens_support import assert_not_stored
 
 APPS = "/api/v1/admin/apps"
 KEY = re.compile(r"^nidan_key_[A-Za-z0-9_-]{43}$")

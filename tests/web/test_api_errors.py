@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pytest
 from fastapi.testclient import TestClient
 
 from nidan.bootstrap import Runtime
 from tests.helpers import auth_header, login, make_user
-
-
-def assert_error(response: object, status: int, code: str) -> dict[str, str]:
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    error: dict[str, str] = response.json()["error"]  # type: ignore[attr-defined]
-    assert error["code"] == code
-    assert error["message"] and error["message"][0].isupper()
-    assert error["correlation_id"] == response.headers["x-correlation-id"]  # type: ignore[attr-defined]
-    assert datetime.fromisoformat(error["timestamp"]).utcoffset() is not None
-    return error
+from tests.web.api_support import assert_error
 
 
 def test_every_response_carries_a_correlation_id(client: TestClient) -> None:

@@ -13,7 +13,7 @@ from nidan.bootstrap import Runtime
 from nidan.core.models import InstanceRole
 from nidan.services import accounts
 from tests.helpers import PASSWORD, auth_header, code_at, enable_totp, login, make_user
-from tests.web.test_pages import enable_totp_on_page, signed_in_alice
+from tests.web.pages_support import enable_totp_on_page, signed_in_alice
 
 STEP_UP_EXPIRED = 11 * 60  # seconds: past the default 10-minute step-up window, well within a session's life
 

@@ -3,7 +3,6 @@ only as a keyed hash, listed without their secrets, revoked by their owner or al
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,17 +10,16 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
 
 from nidan.bootstrap import Runtime
 from nidan.config import Settings
 from nidan.core.access_tokens import MAX_LIVE_TOKENS, Scope, TokenKind
 from nidan.core.audit import EventType
 from nidan.core.models import ClientInfo, InstanceRole, User
-from nidan.db import tables
 from nidan.services import audit, tokens
 from nidan.services.context import ServiceContext
 from tests.helpers import PASSWORD, auth_header, basic_header, login, make_user
+from tests.web.tokens_support import assert_not_stored
 
 TOKENS = "/api/v1/me/tokens"
 APP_PASSWORDS = "/api/v1/me/app-passwords"
@@ -75,26 +73,6 @@ def gate_status(client: TestClient, secret: str, scope: str = "read_repository")
 def today(ctx: ServiceContext) -> datetime:
     now = ctx.clock.now()
     return datetime(now.year, now.month, now.day, tzinfo=UTC)
-
-
-def assert_not_stored(engine: Engine, *secrets: str) -> None:
-    """No column of any table holds a secret, its random part, or the raw bytes behind it."""
-    needles: list[str] = []
-    raw: list[bytes] = []
-    for secret in secrets:
-        body = secret[len("nidan_pat_") :] if secret.startswith("nidan_") else secret
-        needles += [secret, body]
-        if len(body) == 43:
-            raw.append(base64.urlsafe_b64decode(body + "="))
-    with engine.connect() as connection:
-        for table in tables.metadata.sorted_tables:
-            for row in connection.execute(select(table)):
-                for value in row:
-                    if isinstance(value, str):
-                        assert not any(n in value for n in needles), (table.name, value)
-                    elif isinstance(value, bytes):
-                        assert not any(n.encode() in value for n in needles), table.name
-                        assert not any(r in value for r in raw), table.name
 
 
 def seed_tokens(ctx: ServiceContext, user: User, count: int, expires_at: datetime | None = None) -> None:

@@ -21,16 +21,13 @@ from nidan.config import RateLimitSettings, Settings
 from nidan.core import totp
 from nidan.core.access_tokens import TokenKind
 from nidan.core.audit import AuditEvent, EventType
-from nidan.core.models import ClientInfo
 from nidan.services import applications, audit, enrollment, throttling, tokens
 from nidan.services.context import ServiceContext
 from nidan.web.api.v1.verify import application_key
 from nidan.web.app import create_app
 from tests.helpers import PASSWORD, auth_header, code_at, make_user
-from tests.web.test_api_tokens import assert_not_stored
-
-VERIFY = "/api/v1/verify"
-CLIENT = ClientInfo()
+from tests.web.tokens_support import assert_not_stored
+from tests.web.verify_support import CLIENT, VERIFY, advance, totp_user, verify_scope, wrong_code
 
 
 @pytest.fixture(params=["fast path", "FastAPI route"])
@@ -43,50 +40,10 @@ def client(request: pytest.FixtureRequest, runtime: Runtime) -> Iterator[TestCli
         yield test_client
 
 
-def advance(ctx: ServiceContext, seconds: float) -> None:
-    ctx.clock.advance(seconds)  # type: ignore[attr-defined]
-
-
 def add_app(ctx: ServiceContext, name: str = "wiki") -> dict[str, str]:
     """Register an application; its Authorization header."""
     registered = applications.add(ctx, name=name, actor=None, client=CLIENT)
     return auth_header(registered.api_key)
-
-
-def totp_user(ctx: ServiceContext, username: str = "alice") -> tuple[str, list[str]]:
-    """A user with an authenticator; the clock is moved past the activation's time step."""
-    user = make_user(ctx, username)
-    started = enrollment.start_totp(ctx, user)
-    codes = enrollment.activate_totp(ctx, user, code_at(started.secret, ctx), client=CLIENT).recovery_codes
-    advance(ctx, 2 * totp.PERIOD)
-    return started.secret, codes
-
-
-def verify_scope(authorization: bytes, content_length: int) -> dict[str, Any]:
-    """The ASGI scope of a JSON POST to the verify API, for tests that drive the app without an HTTP client."""
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": VERIFY,
-        "raw_path": VERIFY.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"authorization", authorization),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(content_length).encode()),
-        ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-def wrong_code(secret: str, ctx: ServiceContext) -> str:
-    right = {code_at(secret, ctx, offset) for offset in (-1, 0, 1)}
-    return next(c for c in ("000000", "111111", "222222", "333333") if c not in right)
 
 
 def verify(client: TestClient, headers: dict[str, str] | None, **body: Any) -> httpx.Response:

@@ -27,10 +27,10 @@ from nidan.web.api.v1.verify import VerifyQueue
 from nidan.web.app import NidanApp, create_app
 from tests.conftest import FAST_SECURITY, FixedClock, PostgresDatabases
 from tests.helpers import auth_header, login, make_user, race
-from tests.integration.test_verify_together import Counted, api_key
-from tests.web.test_api_errors import assert_error
-from tests.web.test_api_verify import VERIFY
-from tests.web.test_pages import assert_support_details, sign_in
+from tests.integration.verify_together_support import Counted, api_key
+from tests.web.api_support import assert_error
+from tests.web.pages_support import assert_support_details, sign_in
+from tests.web.verify_support import VERIFY
 
 MESSAGE = DatabaseNotMigrated.default_message
 WRONG = {"username": "alice", "password": "wrong password"}

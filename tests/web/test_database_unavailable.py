@@ -19,7 +19,7 @@ from nidan.errors import DatabaseUnavailable
 from nidan.web.app import create_app
 from tests.conftest import FAST_SECURITY, FixedClock, PostgresDatabases
 from tests.helpers import make_user
-from tests.web.test_api_errors import assert_error
+from tests.web.api_support import assert_error
 
 
 def test_a_server_that_refuses_the_connection_is_database_unavailable() -> None:

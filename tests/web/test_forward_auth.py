@@ -24,7 +24,7 @@ from nidan.errors import BASIC_AUTH_DENIED_MESSAGE
 from nidan.services import applications, audit, enrollment, organisations, throttling, tokens
 from nidan.services.context import ServiceContext
 from tests.helpers import PASSWORD, basic_header, code_at, make_user
-from tests.web.test_api_tokens import assert_not_stored
+from tests.web.tokens_support import assert_not_stored
 
 GATE = "/auth/basic"
 DENIED_BODY = BASIC_AUTH_DENIED_MESSAGE + "\n"

@@ -8,9 +8,7 @@ import pytest
 
 from nidan.core.passwords import PasswordHashing
 from nidan.web.hashing import awaiting_hashes
-from tests.unit.test_passwords import either, steps_of_a_login
-
-__all__ = ["either"]  # the fixture, shared with the core's tests
+from tests.passwords_support import steps_of_a_login
 
 
 @pytest.mark.parametrize("in_thread", [False, True], ids=["steps on the loop", "steps on a request thread"])

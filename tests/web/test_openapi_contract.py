@@ -19,7 +19,7 @@ from nidan.core.models import InstanceRole
 from nidan.core.organisations import SLUG_PATTERN
 from nidan.core.usernames import USERNAME_PATTERN
 from tests.helpers import auth_header, login, make_user
-from tests.web.test_api_errors import assert_error
+from tests.web.api_support import assert_error
 
 INT8_MAX = 2**63 - 1
 INT4_MAX = 2**31 - 1

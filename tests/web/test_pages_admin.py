@@ -5,7 +5,6 @@ verification and the CSRF token, in a browser without JavaScript. The organisati
 
 from __future__ import annotations
 
-import html
 import re
 
 import httpx
@@ -14,49 +13,17 @@ from fastapi.testclient import TestClient
 
 from nidan.bootstrap import Runtime
 from nidan.core.access_tokens import TokenKind
-from nidan.core.models import ClientInfo, InstanceRole, Method, OrgRole, User
+from nidan.core.models import InstanceRole, Method, OrgRole
 from nidan.core.policy import TwoFactorPolicy
 from nidan.services import accounts, audit, enrollment, organisations, throttling, tokens
 from nidan.services.context import ServiceContext
 from nidan.web.app import create_app
 from nidan.web.pages.stepup import safe_next
 from tests.helpers import PASSWORD, code_at, make_user
-from tests.web.test_pages import assert_support_details, error_code_of, sign_in, submit, verify
+from tests.web.admin_support import CLI, STALE, advance, organisation, signed_in, text_of, with_totp
+from tests.web.pages_support import assert_support_details, error_code_of, sign_in, submit, verify
 
-#: Past the default 10-minute step-up window.
-STALE = 11 * 60
-CLI = ClientInfo()
 ACTIONS = ["reset", "require-registration", "revoke-tokens", "clear-blocks"]
-
-
-def advance(ctx: ServiceContext, seconds: float) -> None:
-    ctx.clock.advance(seconds)  # type: ignore[attr-defined]
-
-
-def text_of(page: httpx.Response) -> str:
-    """The page's text as a person reads it: entities decoded, runs of white space as one space."""
-    return " ".join(html.unescape(page.text).split())
-
-
-def signed_in(client: TestClient, ctx: ServiceContext, username: str, role: InstanceRole = InstanceRole.MEMBER) -> User:
-    user = make_user(ctx, username, role=role)
-    assert sign_in(client, username).headers["location"] == "/security"
-    return user
-
-
-def with_totp(ctx: ServiceContext, user: User) -> str:
-    """An authenticator app for ``user``, made through the services; returns its secret."""
-    started = enrollment.start_totp(ctx, user)
-    enrollment.activate_totp(ctx, user, code_at(started.secret, ctx), client=CLI)
-    advance(ctx, 30)
-    return started.secret
-
-
-def organisation(ctx: ServiceContext, slug: str, members: dict[str, tuple[OrgRole, bool]]) -> None:
-    """An organisation with ``members``: username -> (role, managed)."""
-    organisations.create(ctx, slug=slug, name=f"Org {slug.upper()}", actor=None, client=CLI)
-    for username, (role, managed) in members.items():
-        organisations.add_member(ctx, slug, username=username, role=role, managed=managed, actor=None, client=CLI)
 
 
 def act(client: TestClient, username: str, action: str, reason: str = "lost phone, called back") -> httpx.Response:

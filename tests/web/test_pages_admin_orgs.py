@@ -16,8 +16,8 @@ from nidan.core.policy import TwoFactorPolicy
 from nidan.services import accounts, organisations
 from nidan.services.context import ServiceContext
 from tests.helpers import code_at, make_user
-from tests.web.test_pages import assert_support_details, error_code_of, sign_in, submit, verify
-from tests.web.test_pages_admin import CLI, STALE, advance, organisation, signed_in, text_of, with_totp
+from tests.web.admin_support import CLI, STALE, advance, organisation, signed_in, text_of, with_totp
+from tests.web.pages_support import assert_support_details, error_code_of, sign_in, submit, verify
 
 POLICY = "/admin/orgs/a"
 

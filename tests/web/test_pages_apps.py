@@ -17,7 +17,7 @@ from nidan.core.models import ClientInfo, InstanceRole, User
 from nidan.services import applications, enrollment
 from nidan.services.context import ServiceContext
 from tests.helpers import PASSWORD, code_at, make_user
-from tests.web.test_pages import assert_support_details, error_code_of, sign_in, sign_out, submit
+from tests.web.pages_support import assert_support_details, error_code_of, sign_in, sign_out, submit
 
 PAGE = "/admin/apps"
 API_KEY = re.compile(r'<code id="new-api-key" class="secret">(nidan_key_[A-Za-z0-9_-]+)</code>')

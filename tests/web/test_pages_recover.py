@@ -13,7 +13,7 @@ from nidan.core.models import ClientInfo, InstanceRole
 from nidan.services import audit, break_glass
 from nidan.services.context import ServiceContext
 from tests.helpers import make_user
-from tests.web.test_pages import assert_support_details, csrf_of, error_code_of
+from tests.web.pages_support import assert_support_details, csrf_of, error_code_of
 
 CLIENT = ClientInfo(user_agent="nidan command line (test)")
 

@@ -15,7 +15,7 @@ from nidan.services import accounts, enrollment, setup
 from nidan.web.app import create_app
 from tests.helpers import PASSWORD, auth_header, make_user
 from tests.web.csrf_support import csrf_token_for
-from tests.web.test_pages import (
+from tests.web.pages_support import (
     assert_support_details,
     csrf_of,
     enable_totp_on_page,

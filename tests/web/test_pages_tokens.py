@@ -18,7 +18,7 @@ from nidan.core.models import ClientInfo
 from nidan.services import accounts, tokens
 from nidan.services.context import ServiceContext
 from tests.helpers import PASSWORD, code_at, make_user
-from tests.web.test_pages import (
+from tests.web.pages_support import (
     assert_support_details,
     enable_totp_on_page,
     error_code_of,

@@ -19,10 +19,11 @@ from nidan.core import totp
 from nidan.services import accounts, enrollment
 from nidan.services.context import ServiceContext
 from tests.helpers import PASSWORD, auth_header, code_at, enable_totp, login, make_user
-from tests.web.test_pages import (
+from tests.web.pages_support import (
     assert_support_details,
     enable_totp_on_page,
     error_code_of,
+    replace_cookie,
     signed_in_alice,
     submit,
 )
@@ -347,7 +348,7 @@ def test_turning_off_on_the_page_asks_to_confirm_and_returns_to_the_action(
     assert off.status_code == 303 and off.headers["location"] == "/security?notice=disabled"
     assert not enrollment.security_state(ctx, alice.id).totp_enabled
     # The cookie from before the confirmation opens nothing any more.
-    client.cookies.set("nidan_session", old_cookie or "")
+    replace_cookie(client, "nidan_session", old_cookie or "")
     assert client.get("/security", follow_redirects=False).status_code == 303
 
 

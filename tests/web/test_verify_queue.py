@@ -20,8 +20,8 @@ from nidan.services.verify import VerifyCall
 from nidan.web.api.v1.verify import VerifyQueue
 from nidan.web.app import NidanApp, create_app
 from tests.helpers import auth_header, code_at
-from tests.integration.test_verify_together import Counted, api_key
-from tests.web.test_api_verify import VERIFY, totp_user, verify_scope, wrong_code
+from tests.integration.verify_together_support import Counted, api_key
+from tests.web.verify_support import VERIFY, totp_user, verify_scope, wrong_code
 
 
 def queued_app(runtime: Runtime) -> tuple[NidanApp, Counted]:

@@ -229,7 +229,7 @@ def add_member(
         if authority.org_role(uow, user, organisation) is not None:
             raise MemberExists()  # first: callers that "add or change" go on to change it, with its own checks
         authority.require_membership_change(
-            uow, actor, organisation, user, roles=(role,), managed_before=False, managed_after=managed
+            uow, actor, organisation, user, before=None, after=role, managed_before=False, managed_after=managed
         )
         uow.organisations.add_member(organisation.id, user.id, role, ctx.clock.now(), managed=managed)
         details: dict[str, Detail] = {"organisation": organisation.slug, "role": role.value, "managed": managed}
@@ -259,7 +259,8 @@ def change_member(
             actor,
             organisation,
             user,
-            roles=(current, role),
+            before=current,
+            after=role,
             managed_before=membership.managed,
             managed_after=managed,
         )
@@ -289,7 +290,8 @@ def remove_member(ctx: ServiceContext, slug: str, *, username: str, actor: User 
             actor,
             organisation,
             user,
-            roles=(current,),
+            before=current,
+            after=None,
             managed_before=membership.managed,
             managed_after=membership.managed,
         )
