@@ -147,12 +147,18 @@ def test_refusals_leave_no_garbage_cycles(runtime: Runtime) -> None:
     async def refused(times: int) -> list[int]:
         return list(await asyncio.gather(*(asgi_post() for _ in range(times))))
 
+    def cycles_after(times: int) -> int:
+        gc.collect()
+        gc.disable()
+        try:
+            assert set(asyncio.run(refused(times))) == {429}
+            return gc.collect()
+        finally:
+            gc.enable()
+
     asyncio.run(refused(3))  # two wrong codes block alice; the third is refused already
-    gc.collect()
-    gc.disable()
-    try:
-        assert set(asyncio.run(refused(32))) == {429}
-        unreachable = gc.collect()
-    finally:
-        gc.enable()
-    assert unreachable < 100, f"{unreachable} objects in reference cycles after 32 refusals"
+    # asyncio.run leaves a fixed number of cycles of its own (loop, selector, a pool connection's first use) that
+    # varies by back end and run; what must not grow is the count per refusal, which was dozens of frames each.
+    fixed = min(cycles_after(1) for _ in range(3))
+    burst = cycles_after(65)
+    assert burst - fixed < 64, f"{burst - fixed} more objects in reference cycles after 65 refusals than after 1"
