@@ -234,6 +234,7 @@ def build_runtime(
             allowed_methods=frozenset(settings.policy.allowed_methods),
             tolerated_failures=settings.policy.tolerated_failures,
         ),
+        remember_device_days=settings.policy.remember_device_days,
     )
     return Runtime(settings=settings, engine=engine, services=services)
 

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from nidan.core.models import Method
-from nidan.core.policy import MAX_GRACE_DAYS, TwoFactorPolicy
+from nidan.core.policy import MAX_GRACE_DAYS, MAX_REMEMBER_DEVICE_DAYS, TwoFactorPolicy
 from nidan.errors import ConfigurationError
 
 
@@ -191,7 +191,8 @@ class RateLimitSettings(_Section):
 
 
 class PolicySettings(_Section):
-    """The two-step policy a new organisation starts with (each organisation then has its own)."""
+    """The two-step policy a new organisation starts with (each organisation then has its own), and the instance's
+    setting for remembering browsers."""
 
     model_config = SettingsConfigDict(env_prefix="NIDAN_POLICY_", extra="forbid")
     #: ``optional``, ``required_for_admins`` or ``required_for_all``.
@@ -201,6 +202,9 @@ class PolicySettings(_Section):
     allowed_methods: Annotated[list[Method], NoDecode] = Field(default_factory=lambda: list(Method))
     #: Wrong codes tolerated before the backoff blocks, for members; unset: ``rate_limit.tolerated_failures``.
     tolerated_failures: int | None = Field(default=None, ge=0, le=1000)
+    #: Days a browser may skip the second step once remembered (0: never). The instance's setting: it applies to
+    #: users in no organisation and to organisations that set none of their own.
+    remember_device_days: int = Field(default=0, ge=0, le=MAX_REMEMBER_DEVICE_DAYS)
 
     @field_validator("allowed_methods", mode="before")
     @classmethod

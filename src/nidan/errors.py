@@ -44,13 +44,15 @@ what to do next. It never contains a secret.
     │   ├── AdminRequired               admin_required
     │   ├── NotPermitted                not_permitted
     │   ├── CannotActOnSelf             cannot_act_on_self
+    │   ├── MethodNotAllowed            method_not_allowed
     │   └── MfaSetupRequired            mfa_setup_required
     ├── NotFound                        not_found
     │   ├── UserNotFound                user_not_found
     │   ├── TokenNotFound               token_not_found
     │   ├── ApplicationNotFound         application_not_found
     │   ├── OrganisationNotFound        organisation_not_found
-    │   └── MemberNotFound              member_not_found
+    │   ├── MemberNotFound              member_not_found
+    │   └── DeviceNotFound              device_not_found
     ├── DatabaseUnavailable             database_unavailable
     │   └── DatabaseNotMigrated         database_not_migrated
     └── ConfigurationError              configuration_error
@@ -133,6 +135,18 @@ class InvalidCode(AuthenticationError):
         "That code is not valid. Enter the current 6-digit code from your authenticator app (each code works "
         "once), or use one of your recovery codes."
     )
+
+    def __init__(self, message: str | None = None, *, blocked_seconds: int = 0, next_failure_blocks: bool = False):
+        #: This failure started a block of so many seconds (the next try is refused until then), or ...
+        self.blocked_seconds = blocked_seconds
+        #: ... one more failure would start one: said before it happens, so nobody is surprised by a wait.
+        self.next_failure_blocks = next_failure_blocks
+        text = message or self.default_message
+        if blocked_seconds:
+            text += f" Too many wrong codes: wait {_wait(blocked_seconds)} before you try again."
+        elif next_failure_blocks:
+            text += " One more wrong code and you will have to wait before you can try again."
+        super().__init__(text)
 
 
 class ClockSkewDetected(InvalidCode):
@@ -303,6 +317,10 @@ class Refused(NidanError):
     default_message = "This is not allowed right now."
 
 
+def _wait(seconds: int) -> str:
+    return f"{seconds} second{'s' if seconds != 1 else ''}" if seconds < 120 else f"{-(-seconds // 60)} minutes"
+
+
 class RateLimited(Refused):
     """Blocked by the backoff after consecutive failures; answered before anything is checked."""
 
@@ -310,12 +328,10 @@ class RateLimited(Refused):
 
     def __init__(self, retry_after_seconds: int, message: str | None = None) -> None:
         self.retry_after_seconds = max(1, retry_after_seconds)
-        seconds = self.retry_after_seconds
-        wait = f"{seconds} second{'s' if seconds != 1 else ''}" if seconds < 120 else f"{-(-seconds // 60)} minutes"
         super().__init__(
             message
-            or f"Too many failed attempts. Wait {wait}, then try again. Each further failure doubles the wait; a "
-            "correct attempt resets it."
+            or f"Too many failed attempts. Wait {_wait(self.retry_after_seconds)}, then try again. Each further "
+            "failure doubles the wait; a correct attempt resets it."
         )
 
 
@@ -351,6 +367,16 @@ class NotPermitted(Refused):
     default_message = (
         "You cannot do this for that user or organisation: your role does not cover them. Ask an instance "
         "administrator."
+    )
+
+
+class MethodNotAllowed(Refused):
+    """A second-step method the user's organisation does not allow (its ``allowed_methods``)."""
+
+    code = "method_not_allowed"
+    default_message = (
+        "Your organisation does not allow this verification method. Use a different verification option, or ask "
+        "your administrator which methods are allowed."
     )
 
 
@@ -400,6 +426,11 @@ class OrganisationNotFound(NotFound):
 class MemberNotFound(NotFound):
     code = "member_not_found"
     default_message = "That user is not a member of the organisation."
+
+
+class DeviceNotFound(NotFound):
+    code = "device_not_found"
+    default_message = "You have no remembered browser with that id (it may have been forgotten already)."
 
 
 class DatabaseUnavailable(NidanError):

@@ -10,23 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
+from tests.e2e.browser_support import choose_option, sign_in_with_password, sign_out
 from tests.e2e.support import PASSWORD, SETUP_LINE, Server, oathtool_code
 
 pytestmark = pytest.mark.e2e
-
-
-def sign_in_with_password(page: Page, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#username", "root")
-    page.fill("#password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-
-
-def sign_out(page: Page) -> None:
-    page.click("button:has-text('Sign out')")
-    expect(page).to_have_url(re.compile(r"/login"))
 
 
 def test_newcomer_sets_up_2fa_and_signs_in_in_a_browser(
@@ -71,7 +60,7 @@ def test_newcomer_sets_up_2fa_and_signs_in_in_a_browser(
 
         # Lost phone: a recovery code instead, typed in capitals; it is then spent.
         sign_in_with_password(page, server.url)
-        page.click("a:has-text('Use a recovery code instead')")
+        choose_option(page, "A recovery code")
         page.fill("#code", codes[0].upper())
         page.click("button:has-text('Verify')")
         expect(page).to_have_url(re.compile(r"/security"))
@@ -79,7 +68,7 @@ def test_newcomer_sets_up_2fa_and_signs_in_in_a_browser(
         sign_out(page)
 
         sign_in_with_password(page, server.url)
-        page.click("a:has-text('Use a recovery code instead')")
+        choose_option(page, "A recovery code")
         page.fill("#code", codes[0])
         page.click("button:has-text('Verify')")
         expect(page.locator("body")).to_contain_text("invalid_code")

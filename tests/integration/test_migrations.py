@@ -104,3 +104,43 @@ def test_0006_drops_the_counters_keyed_by_a_username_as_typed(database_url: str)
     finally:
         db_engine.upgrade(engine)
         engine.dispose()
+
+
+def test_0007_adds_remembered_devices_and_takes_them_away_again(database_url: str) -> None:
+    """Up from 0006 keeps every user and organisation (no preference, the instance's days); down drops the
+    remembered browsers with their tokens and the two columns."""
+    engine = db_engine.make_engine(database_url)
+    at = datetime(2026, 3, 14, tzinfo=UTC)
+    try:
+        db_engine.downgrade(engine, "0006")
+        inspector = inspect(engine)
+        assert not {"remembered_devices", "remembered_device_tokens"} & set(inspector.get_table_names())
+        assert "default_method" not in {c["name"] for c in inspector.get_columns("users")}
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO users (username, username_key, email, role, password_hash, created_at)"
+                    " VALUES ('alice', 'alice', 'alice@example.com', 'member', 'x', :at)"
+                ),
+                {"at": at},
+            )
+        db_engine.upgrade(engine)
+        with engine.begin() as connection:
+            user = connection.execute(select(tables.users.c.id, tables.users.c.default_method)).one()
+            days = connection.execute(select(tables.organisations.c.remember_device_days)).scalars().all()
+            device_id = connection.execute(
+                tables.remembered_devices.insert()
+                .values(user_id=user.id, created_at=at, expires_at=at, last_used_at=at)
+                .returning(tables.remembered_devices.c.id)
+            ).scalar_one()
+            connection.execute(
+                tables.remembered_device_tokens.insert().values(token_hash=b"h" * 32, device_id=device_id, issued_at=at)
+            )
+        assert user.default_method is None and days == [None]
+        db_engine.downgrade(engine, "0006")
+        with engine.connect() as connection:
+            assert connection.execute(select(tables.users.c.username)).scalars().all() == ["alice"]
+        assert "remembered_devices" not in inspect(engine).get_table_names()
+    finally:
+        db_engine.upgrade(engine)
+        engine.dispose()

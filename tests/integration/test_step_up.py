@@ -85,10 +85,10 @@ def test_step_up_opens_a_new_verified_session_and_ends_the_old_one(runtime: Runt
 def test_methods_are_the_second_factors_or_else_the_password(runtime: Runtime) -> None:
     ctx = runtime.services
     bob = make_user(ctx, "bob")
-    assert stepup.methods(ctx, bob.id) == ["password"]
+    assert stepup.methods(ctx, bob) == ["password"]
     totp_user(ctx)
     alice = accounts.find_user(ctx, "alice")
-    assert stepup.methods(ctx, alice.id) == [Method.TOTP, Method.RECOVERY_CODE]
+    assert stepup.methods(ctx, alice) == [Method.TOTP, Method.RECOVERY_CODE]
 
 
 def test_a_password_never_steps_up_a_user_with_a_second_factor(runtime: Runtime) -> None:

@@ -21,6 +21,7 @@ from nidan.db import tables as t
 from nidan.errors import RateLimited
 from nidan.services import applications, verify
 from nidan.services.context import ServiceContext
+from nidan.services.methods import totp as methods_totp
 from nidan.services.verify import VerifyCall
 from tests.helpers import make_user
 from tests.web.verify_support import totp_user
@@ -82,7 +83,7 @@ def counted(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]
 def a_wrong_code(ctx: ServiceContext, secret: str) -> str:
     """A code that matches no step within ±SKEW_SEARCH_STEPS of alice's key nor of the stand-in authenticator's,
     so that no clock offset is found and no step matches anywhere (deterministic, whatever the random keys)."""
-    stand_in = verify._stand_in_authenticator(ctx)
+    stand_in = methods_totp.stand_in_authenticator(ctx)
     stand_in_key = ctx.keyring.unseal(
         sealing.Sealed(stand_in.key_fingerprint, stand_in.sealed_secret), context=f"totp:{stand_in.user_id}"
     )

@@ -224,9 +224,9 @@ def test_nothing_is_stored_until_the_shared_transaction_commits(runtime: Runtime
 def test_recovery_codes_are_never_checked_together(runtime: Runtime, users: dict[str, str]) -> None:
     ctx = runtime.services
     key = api_key(ctx)
-    assert VerifyCall(key, "alice", "123456", None, CALLER).is_totp
-    assert not VerifyCall(key, "alice", "abcd-efgh", None, CALLER).is_totp
-    assert not VerifyCall(key, "alice", "123456", Method.RECOVERY_CODE, CALLER).is_totp
+    assert VerifyCall(key, "alice", "123456", None, CALLER).is_fast
+    assert not VerifyCall(key, "alice", "abcd-efgh", None, CALLER).is_fast
+    assert not VerifyCall(key, "alice", "123456", Method.RECOVERY_CODE, CALLER).is_fast
     with pytest.raises(AssertionError):
         verify.verify_together(ctx, [call(key, "alice", "abcd-efgh"), call(key, "bob", "abcd-efgh")])
 

@@ -72,7 +72,8 @@ def test_the_event_types_are_exactly_the_published_ones() -> None:
         "application.removed", "verify.succeeded", "verify.failed", "sign_in.setup_required", "two_factor.reset",
         "two_factor.unenrolled", "two_factor.registration_required", "organisation.created",
         "organisation.policy_changed", "member.added", "member.changed", "member.removed", "admin.recovered",
-        "recovery_link.used",
+        "recovery_link.used", "remembered_device.added", "remembered_device.replayed",
+        "remembered_device.forgotten", "remembered_devices.forgotten", "default_method.changed",
     }  # fmt: skip
     assert all(len(e.value) <= 48 for e in EventType)  # the column's width
 

@@ -18,8 +18,8 @@ from nidan.core.models import TotpCredential
 from nidan.core.sealing import KEY_BYTES, KeyRing, Sealed, fingerprint
 from nidan.errors import KeyRotationConflict
 from nidan.services import keys as rotation
-from nidan.services.factors import totp_context
 from nidan.services.maintenance import MaintenanceContext
+from nidan.services.methods.totp import totp_context
 
 NOW = datetime(2026, 3, 14, tzinfo=UTC)
 

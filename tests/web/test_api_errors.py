@@ -109,7 +109,7 @@ def test_oversized_body_gets_a_413(client: TestClient) -> None:
 
 def test_unknown_path_and_wrong_method(client: TestClient) -> None:
     assert_error(client.get("/api/v1/nothing-here"), 404, "not_found")
-    assert_error(client.get("/api/v1/auth/login"), 405, "method_not_allowed")
+    assert_error(client.get("/api/v1/auth/login"), 405, "http_method_not_allowed")
 
 
 def test_no_session_and_garbage_session(client: TestClient) -> None:

@@ -54,6 +54,7 @@ def test_an_instance_admin_creates_an_organisation_and_owns_it(client: TestClien
         "grace_period_days": 0,
         "allowed_methods": ["totp", "recovery_code"],
         "tolerated_failures": None,
+        "remember_device_days": None,
     }
     shown = client.get(f"{ORGS}/platform-team", headers=root).json()
     assert [(m["username"], m["role"], m["managed"], m["two_factor"]) for m in shown["member_list"]] == [
@@ -214,6 +215,7 @@ def test_an_admin_without_2fa_cannot_require_it_until_they_set_it_up(client: Tes
         "grace_period_days": 14,
         "allowed_methods": ["totp", "recovery_code"],
         "tolerated_failures": 0,
+        "remember_device_days": None,
     }
 
 

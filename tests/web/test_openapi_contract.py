@@ -172,7 +172,7 @@ def test_every_405_names_every_method_of_the_path(client: TestClient) -> None:
     """One path may be served by several routes (POST and DELETE /api/v1/me/totp): ``Allow`` names them all."""
     for verb in ("TRACE", "PUT", "GET"):
         response = client.request(verb, "/api/v1/me/totp")
-        assert_error(response, 405, "method_not_allowed")
+        assert_error(response, 405, "http_method_not_allowed")
         assert response.headers["allow"] == "DELETE, POST"
     assert client.request("TRACE", "/api/v1/me/events").headers["allow"] == "GET"
     assert client.request("TRACE", "/api/v1/verify").headers["allow"] == "POST"
@@ -180,7 +180,7 @@ def test_every_405_names_every_method_of_the_path(client: TestClient) -> None:
 
 def test_healthz_errors_are_the_json_error_body(client: TestClient) -> None:
     response = client.post("/healthz")
-    assert_error(response, 405, "method_not_allowed")
+    assert_error(response, 405, "http_method_not_allowed")
     assert response.headers["allow"] == "GET"
     assert response.headers["content-type"] == "application/json"
 

@@ -6,7 +6,8 @@ the schema) and sends them to the ASGI app in process. Every operation is fuzzed
 seeded instance, so what one operation does (end a session, remove an application) never reaches another.
 
 Who calls: each operation's declared ``security`` decides. ``session`` operations are called with a signed-in
-member's session (alice, with an authenticator app, a personal access token and recovery codes), the admin paths
+member's session (alice, with an authenticator app, a personal access token, recovery codes and a remembered
+browser), the admin paths
 with an instance administrator's session verified within the step-up window (root, with an authenticator app);
 ``applicationKey`` (``/api/v1/verify``) with a registered application's key; ``basic`` (``/auth/basic``) with
 alice's personal access token. Before every example the harness checks those credentials still work (a database
@@ -80,12 +81,12 @@ from schemathesis.specs.openapi import checks as openapi_checks
 from sqlalchemy import text
 
 from nidan.bootstrap import Runtime, build_runtime
-from nidan.config import SecuritySettings, ServerSettings, Settings
+from nidan.config import PolicySettings, SecuritySettings, ServerSettings, Settings
 from nidan.core import totp
 from nidan.core.access_tokens import Scope, TokenKind
 from nidan.core.models import ClientInfo, InstanceRole, Method, OrgRole
 from nidan.errors import BASIC_AUTH_DENIED_MESSAGE, NidanError
-from nidan.services import accounts, applications, enrollment, organisations, signin, throttling, tokens
+from nidan.services import accounts, applications, devices, enrollment, organisations, signin, throttling, tokens
 from nidan.services.context import ServiceContext
 from nidan.web.app import create_app
 from tests.conftest import BACKENDS, FAST_SECURITY, START, FixedClock, PostgresDatabases
@@ -117,6 +118,7 @@ def _settings(data_dir: Path, database_url: str) -> Settings:
         database_url=database_url,
         server=ServerSettings(),
         security=SecuritySettings(**FAST_SECURITY),
+        policy=PolicySettings(remember_device_days=30),
     )
 
 
@@ -232,6 +234,9 @@ def _seed(runtime: Runtime, clock: FixedClock, data_dir: Path, database_url: str
         client=HARNESS,
     )
     app_key = applications.add(ctx, name=APPLICATION, actor=admin, client=HARNESS).api_key
+    with ctx.uow() as uow:  # alice's remembered browser: id 1, the document's example
+        assert devices.remember(ctx, uow, member, HARNESS) is not None
+        uow.commit()
     admin_session = _sign_in(ctx, clock, ADMIN, admin_secret)
     member_session = _sign_in(ctx, clock, MEMBER, member_secret)
     return Seed(
@@ -385,6 +390,7 @@ DYNAMIC_RULES: dict[str, tuple[tuple[str, str], ...]] = {
     "DELETE /api/v1/admin/users/{username}/tokens": (_INVISIBLE_REASON,),
     "POST /api/v1/admin/users/{username}/mfa/reset": (_INVISIBLE_REASON,),
     "POST /api/v1/admin/users/{username}/mfa/require-registration": (_INVISIBLE_REASON,),
+    "DELETE /api/v1/admin/users/{username}/devices": (_INVISIBLE_REASON,),
 }
 
 #: Operations no generated example can carry through, and why; every other one must answer 2xx at least once per

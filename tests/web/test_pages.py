@@ -226,7 +226,8 @@ def test_signing_in_with_password_and_code(client: TestClient, runtime: Runtime)
     page = client.get("/login/verify")
     assert mfa_token not in page.text and mfa_token not in str(page.url)
     assert 'autocomplete="one-time-code"' in page.text and 'inputmode="numeric"' in page.text
-    assert "Use a recovery code instead" in page.text and "Signing in as <strong>alice</strong>" in page.text
+    assert "Use a different verification option" in page.text and "A recovery code (16 left)" in page.text
+    assert "Signing in as <strong>alice</strong>" in page.text
     done = submit(client, page, "/login/verify", method="totp", code=code_at(secret, ctx))
     assert done.status_code == 303 and done.headers["location"] == "/security", done.text
     assert client.cookies.get("nidan_mfa") is None
@@ -240,7 +241,7 @@ def test_signing_in_with_a_recovery_code(client: TestClient, runtime: Runtime) -
     sign_out(client)
     sign_in(client)
     page = client.get("/login/verify?method=recovery_code")
-    assert "Recovery code" in page.text and "Use your authenticator app instead" in page.text
+    assert "Recovery code" in page.text and ">Authenticator app</a>" in page.text
     done = submit(client, page, "/login/verify", method="recovery_code", code=codes[3].upper())
     assert done.status_code == 303 and done.headers["location"] == "/security?notice=recovery_code_used"
     security = client.get(done.headers["location"]).text

@@ -238,7 +238,7 @@ def test_error_pages_show_support_details_and_who_is_signed_in(client: TestClien
     assert_support_details(signed_in, "not_found", "alice")
     assert "Signed in as <strong>alice</strong>" in signed_in.text
     wrong_method = client.put("/security")
-    assert wrong_method.status_code == 405 and error_code_of(wrong_method) == "method_not_allowed"
+    assert wrong_method.status_code == 405 and error_code_of(wrong_method) == "http_method_not_allowed"
 
 
 def test_api_errors_stay_json(client: TestClient) -> None:

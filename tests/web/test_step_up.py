@@ -328,7 +328,8 @@ def test_turning_off_on_the_page_asks_to_confirm_and_returns_to_the_action(
     assert ask.status_code == 403
     assert "Confirm it's you" in ask.text and 'action="/security/reauth"' in ask.text
     assert hidden_next(ask) == "/security/totp/disable"
-    assert 'autocomplete="one-time-code"' in ask.text and "Use a recovery code instead" in ask.text
+    assert 'autocomplete="one-time-code"' in ask.text and "Use a different verification option" in ask.text
+    assert 'href="/security/reauth?method=recovery_code&amp;next=%2Fsecurity%2Ftotp%2Fdisable"' in ask.text
     assert_support_details(ask, "reauthentication_required", "alice")
     # Posting the action itself (an old tab) is refused the same way and changes nothing.
     posted = submit(client, ask, "/security/totp/disable")
@@ -367,7 +368,7 @@ def test_regenerating_codes_on_the_page_after_confirming_with_a_recovery_code(
     # The link to the recovery-code form keeps where to go back to.
     switch = client.get("/security/reauth?method=recovery_code&next=%2Fsecurity")
     assert switch.status_code == 200 and 'value="recovery_code"' in switch.text
-    assert "Use your authenticator app instead" in switch.text
+    assert 'href="/security/reauth?method=totp&amp;next=%2Fsecurity">Authenticator app</a>' in switch.text
     done = submit(client, switch, "/security/reauth", method="recovery_code", code=codes[5], next="/security")
     assert done.status_code == 303 and done.headers["location"] == "/security?notice=reauthenticated"
     security = client.get(done.headers["location"])

@@ -12,7 +12,13 @@ import typer
 
 from nidan.core.models import Method, OrgRole
 from nidan.core.organisations import Organisation
-from nidan.core.policy import MAX_GRACE_DAYS, TwoFactorPolicy, checked_policy, tolerance_in_force
+from nidan.core.policy import (
+    MAX_GRACE_DAYS,
+    MAX_REMEMBER_DEVICE_DAYS,
+    TwoFactorPolicy,
+    checked_policy,
+    tolerance_in_force,
+)
 from nidan.errors import InvalidInput
 from nidan.services import accounts, organisations
 
@@ -27,8 +33,18 @@ Slug = Annotated[str, typer.Argument(help="The organisation's short name: a-z, 0
 Username = Annotated[str, typer.Argument(help="The member's username.")]
 
 
-def describe_policy(organisation: Organisation, instance_tolerated: int) -> list[str]:
+def _remembering(days: int) -> str:
+    if days == 0:
+        return "off: the second step at every sign-in"
+    return f"a browser may skip the second step for {days} day{'s' if days != 1 else ''}"
+
+
+def describe_policy(organisation: Organisation, instance_tolerated: int, instance_remember_days: int) -> list[str]:
     policy = organisation.policy
+    if policy.remember_device_days is None:
+        remember = f"{_remembering(instance_remember_days)} (the instance's setting)"
+    else:
+        remember = _remembering(policy.remember_device_days)
     in_force = tolerance_in_force(policy.tolerated_failures, instance_tolerated)
     if policy.tolerated_failures is None:
         tolerance = f"{in_force} (the instance's setting)"
@@ -41,6 +57,7 @@ def describe_policy(organisation: Organisation, instance_tolerated: int) -> list
         f"Grace period:    {policy.grace_period_days} day{'s' if policy.grace_period_days != 1 else ''}",
         f"Methods:         {', '.join(m.value for m in Method if m in policy.allowed_methods)}",
         f"Wrong codes:     {tolerance} tolerated before the backoff blocks",
+        f"Remembering:     {remember}",
     ]
 
 
@@ -99,10 +116,11 @@ def show(ctx: typer.Context, slug: Slug) -> None:
     with opened_runtime(ctx) as runtime:
         view = organisations.show(runtime.services, slug, actor=None)
         instance_tolerated = runtime.services.backoff.tolerated_failures
+        instance_remember_days = runtime.services.remember_device_days
     organisation = view.organisation
     lines = [f"Organisation:    {organisation.slug} ({organisation.name})"]
     lines.append(f"Created:         {minute_text(organisation.created_at)} UTC")
-    lines += describe_policy(organisation, instance_tolerated)
+    lines += describe_policy(organisation, instance_tolerated, instance_remember_days)
     lines += ["", *render_table(_member_rows(view)).splitlines()] if view.members else ["Members:         none"]
     typer.echo("\n".join(lines))
 
@@ -165,13 +183,30 @@ def policy(
         bool,
         typer.Option("--instance-tolerance", help="Use the instance's setting (rate_limit.tolerated_failures)."),
     ] = False,
+    remember_device_days: Annotated[
+        int | None,
+        typer.Option(
+            "--remember-device-days",
+            min=0,
+            max=MAX_REMEMBER_DEVICE_DAYS,
+            help="Days a member's browser may skip the second step once remembered (0: never).",
+            show_default=False,
+        ),
+    ] = None,
+    instance_remember_days: Annotated[
+        bool,
+        typer.Option("--instance-remember-days", help="Use the instance's setting (policy.remember_device_days)."),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show who would be asked; change nothing.")] = False,
 ) -> None:
     """Without options, print the policy. With them, first print who will be asked to set up 2FA at their next
     sign-in, then apply the change (audited); --dry-run only previews."""
     if tolerated_failures is not None and instance_tolerance:
         raise typer.BadParameter("Give --tolerated-failures or --instance-tolerance, not both.")
-    changing = any(v is not None for v in (two_factor, grace_days, methods, tolerated_failures)) or instance_tolerance
+    if remember_device_days is not None and instance_remember_days:
+        raise typer.BadParameter("Give --remember-device-days or --instance-remember-days, not both.")
+    options = (two_factor, grace_days, methods, tolerated_failures, remember_device_days)
+    changing = any(v is not None for v in options) or instance_tolerance or instance_remember_days
     client = command_line_client()
     with opened_runtime(ctx) as runtime:
         services = runtime.services
@@ -181,7 +216,7 @@ def policy(
                 "\n".join(
                     [
                         f"Organisation:    {current.slug} ({current.name})",
-                        *describe_policy(current, services.backoff.tolerated_failures),
+                        *describe_policy(current, services.backoff.tolerated_failures, services.remember_device_days),
                     ]
                 )
             )
@@ -189,6 +224,7 @@ def policy(
         old = current.policy
         allowed = _methods(methods) if methods is not None else list(old.allowed_methods)
         tolerance = old.tolerated_failures if tolerated_failures is None else tolerated_failures
+        remember = old.remember_device_days if remember_device_days is None else remember_device_days
         # Checked before the preview, so that a dry run refuses what the change would refuse.
         proposed = checked_policy(
             two_factor or old.two_factor,
@@ -196,6 +232,7 @@ def policy(
             allowed,
             None if instance_tolerance else tolerance,
             instance_tolerated=services.backoff.tolerated_failures,
+            remember_device_days=None if instance_remember_days else remember,
         )
         entries = organisations.preview(services, current.slug, proposed, actor=None)
         typer.echo("\n".join(_describe_preview(entries)))
@@ -209,10 +246,11 @@ def policy(
             grace_period_days=proposed.grace_period_days,
             allowed_methods=proposed.allowed_methods,
             tolerated_failures=proposed.tolerated_failures,
+            remember_device_days=proposed.remember_device_days,
             actor=None,
             client=client,
         )
-    described = describe_policy(updated, services.backoff.tolerated_failures)
+    described = describe_policy(updated, services.backoff.tolerated_failures, services.remember_device_days)
     typer.echo("\n".join([f"Policy of {updated.slug} changed:", *described]))
 
 

@@ -281,13 +281,33 @@ def require_two_factor_setup(
     typer.echo(f"{user.username} sets up two-step verification again at their next sign-in.")
 
 
+@app.command("forget-devices")
+def forget_devices(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose remembered browsers to forget.")],
+    reason: ReasonOption,
+) -> None:
+    """A lost or shared computer: every browser the user asked to be remembered asks for the second step again.
+    Their sessions and second factors stay. Audited with the reason."""
+    with opened_runtime(ctx) as runtime:
+        user, forgotten = user_admin.forget_devices(
+            runtime.services,
+            username=username,
+            actor=None,
+            client=command_line_client(),
+            reason=_checked_reason(reason),
+        )
+    what = "remembered browser" if forgotten == 1 else "remembered browsers"
+    typer.echo(f"Forgot {forgotten} {what} of {user.username}: each asks for the second step again.")
+
+
 @app.command("passwd")
 def passwd(
     ctx: typer.Context,
     username: Annotated[str, typer.Argument(help="Whose password to set.")],
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Set a user's password and sign them out everywhere."""
+    """Set a user's password, sign them out everywhere and forget their remembered browsers."""
     with opened_runtime(ctx) as runtime:
         user = accounts.find_user(runtime.services, username)
         password = read_password(password_stdin)

@@ -65,6 +65,11 @@ class EventType(StrEnum):
     MEMBER_REMOVED = "member.removed"
     ADMIN_RECOVERED = "admin.recovered"
     RECOVERY_LINK_USED = "recovery_link.used"
+    DEFAULT_METHOD_CHANGED = "default_method.changed"
+    REMEMBERED_DEVICE_ADDED = "remembered_device.added"
+    REMEMBERED_DEVICE_REPLAYED = "remembered_device.replayed"
+    REMEMBERED_DEVICE_FORGOTTEN = "remembered_device.forgotten"
+    REMEMBERED_DEVICES_FORGOTTEN = "remembered_devices.forgotten"
 
 
 def checked_details(details: Mapping[str, Detail] | None) -> dict[str, Detail]:

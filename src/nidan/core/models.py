@@ -37,6 +37,8 @@ class User:
     two_factor_grace_started_at: datetime | None = None
     #: An administrator asked for the methods to be registered again (or reset them): setup at next sign-in.
     registration_required_at: datetime | None = None
+    #: The second-step method the user prefers to be offered first (a ``Method`` value); ``None``: no preference.
+    default_method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

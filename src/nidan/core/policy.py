@@ -31,6 +31,9 @@ REQUIRED_METHODS = frozenset({Method.TOTP})
 MAX_GRACE_DAYS = 365
 #: The largest count of wrong codes anything may tolerate before the backoff blocks (instance or organisation).
 MAX_TOLERATED_FAILURES = 1000
+#: The longest a browser may be remembered (the second step skipped there), in days: a lost laptop stays a risk no
+#: longer than this.
+MAX_REMEMBER_DEVICE_DAYS = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,9 @@ class OrgPolicy:
     allowed_methods: frozenset[Method] = frozenset(Method)
     #: Consecutive wrong codes tolerated before the backoff blocks, for members; ``None``: the instance's setting.
     tolerated_failures: int | None = None
+    #: Days a browser may skip the second step once a member ticked "remember this browser" (0: never);
+    #: ``None``: the instance's setting.
+    remember_device_days: int | None = None
 
 
 def checked_policy(
@@ -49,6 +55,7 @@ def checked_policy(
     tolerated: int | None,
     *,
     instance_tolerated: int,
+    remember_device_days: int | None = None,
 ) -> OrgPolicy:
     """The policy asked for, or ``InvalidInput`` naming what is wrong. ``instance_tolerated`` is the instance's
     ``rate_limit.tolerated_failures``: an organisation may be stricter than the instance, never laxer (a laxer count
@@ -62,18 +69,31 @@ def checked_policy(
         raise InvalidInput(
             f"Tolerated failures are 0 to {MAX_TOLERATED_FAILURES} (or unset, for the instance's setting)."
         )
+    if remember_device_days is not None and not 0 <= remember_device_days <= MAX_REMEMBER_DEVICE_DAYS:
+        raise InvalidInput(
+            f"A browser may be remembered for 0 to {MAX_REMEMBER_DEVICE_DAYS} days (0: never; or leave it unset, for "
+            "the instance's setting)."
+        )
     if tolerated is not None and tolerated > instance_tolerated:
         raise ToleranceAboveInstance(
             f"An organisation may tolerate at most as many wrong codes as the instance does ({instance_tolerated}). "
             f"Choose {instance_tolerated} or fewer, or leave it empty to use the instance's setting."
         )
-    return OrgPolicy(two_factor, grace_period_days, allowed, tolerated)
+    return OrgPolicy(two_factor, grace_period_days, allowed, tolerated, remember_device_days)
 
 
 def tolerance_in_force(tolerated: int | None, instance_tolerated: int) -> int:
     """The wrong codes an organisation's members are tolerated: its own count when stricter than the instance's.
     A count stored before the instance was made stricter does not loosen it (``throttling.second_factor``)."""
     return instance_tolerated if tolerated is None else min(tolerated, instance_tolerated)
+
+
+def remember_days_in_force(organisation_days: Iterable[int | None], instance_days: int) -> int:
+    """How many days a user's browser may be remembered: the smallest of their organisations' settings (one that
+    sets none has the instance's), or the instance's for a user in no organisation. The strictest wins, so that
+    joining a careful organisation is never undone by a lax one."""
+    days = [instance_days if value is None else value for value in organisation_days]
+    return min(MAX_REMEMBER_DEVICE_DAYS, max(0, min(days, default=instance_days)))
 
 
 def requires_two_factor(policy: TwoFactorPolicy, role: OrgRole) -> bool:

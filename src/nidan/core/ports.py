@@ -13,6 +13,7 @@ from nidan.core.access_tokens import AccessToken, Application, Scope, TokenKind
 from nidan.core.audit import AuditEvent, AuditQuery, AuditRecord, ChainHead
 from nidan.core.backoff import ThrottleState
 from nidan.core.backup import DumpSummary
+from nidan.core.devices import PresentedToken, RememberedDeviceRecord
 from nidan.core.keys import KeyInventory
 from nidan.core.models import (
     ClockObservation,
@@ -63,6 +64,7 @@ class UserRepository(Protocol):
     def list_all(self) -> Sequence[User]: ...
     def count_with_role(self, role: InstanceRole) -> int: ...
     def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
+    def set_default_method(self, user_id: int, method: str | None) -> None: ...
     def record_sign_in(self, user_id: int, at: datetime) -> None: ...
 
     def lock(self, user_id: int) -> None:
@@ -193,6 +195,8 @@ class SessionRepository(Protocol):
         ip: str | None,
         agent: str | None,
         purpose: str = "full",
+        *,
+        verified: bool = True,
     ) -> int: ...
     def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None: ...
     def revoke(self, token_hash: bytes, at: datetime) -> bool: ...
@@ -309,6 +313,51 @@ class ApplicationRepository(Protocol):
     def touch(self, application_id: int, at: datetime, *, not_since: datetime) -> None: ...
 
 
+class RememberedDeviceRepository(Protocol):
+    def add(
+        self,
+        user_id: int,
+        token_hash: bytes,
+        at: datetime,
+        expires_at: datetime,
+        ip: str | None,
+        agent: str | None,
+    ) -> RememberedDeviceRecord:
+        """A newly remembered browser with its first token."""
+        ...
+
+    def rotate(
+        self, token_hash: bytes, *, user_id: int, now: datetime, created_after: datetime
+    ) -> RememberedDeviceRecord | None:
+        """Mark the token rotated, atomically (``... WHERE rotated_at IS NULL``), if it is the current token of a
+        device of ``user_id`` that is not revoked, not expired at ``now`` and was remembered after
+        ``created_after``; return that device. ``None`` when nothing was rotated: of two uses of one token, exactly
+        one gets the device."""
+        ...
+
+    def issue(self, device_id: int, token_hash: bytes, at: datetime, ip: str | None) -> None:
+        """The device's next token, and its use recorded (``last_used_at``, ``last_ip``)."""
+        ...
+
+    def find_token(self, token_hash: bytes) -> PresentedToken | None:
+        """The token with this hash and its device, whatever their state."""
+        ...
+
+    def revoke(self, device_id: int, at: datetime, *, user_id: int | None = None) -> bool:
+        """Revoke a device not revoked yet (only if it is ``user_id``'s, when given); ``False`` if there was none."""
+        ...
+
+    def revoke_all(self, user_id: int, at: datetime) -> int: ...
+
+    def list_live(self, user_id: int, now: datetime) -> Sequence[RememberedDeviceRecord]:
+        """The user's devices neither revoked nor expired at ``now``, last used first."""
+        ...
+
+    def delete_dead(self, user_id: int, now: datetime) -> int:
+        """Delete the user's revoked and expired devices with their tokens: none of them admits anyone again."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One use case's transaction. ``commit`` is called once, by the service; leaving without it rolls back."""
 
@@ -325,6 +374,7 @@ class UnitOfWork(Protocol):
     access_tokens: AccessTokenRepository
     applications: ApplicationRepository
     recovery_links: RecoveryLinkRepository
+    remembered_devices: RememberedDeviceRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *exc_info: object) -> None: ...

@@ -25,6 +25,7 @@ def _policy(row: Any) -> OrgPolicy:
         grace_period_days=row.grace_period_days,
         allowed_methods=frozenset(Method(m) for m in row.allowed_methods.split() if m in _METHODS),
         tolerated_failures=row.tolerated_failures,
+        remember_device_days=row.remember_device_days,
     )
 
 
@@ -50,6 +51,7 @@ def _policy_values(policy: OrgPolicy) -> dict[str, Any]:
         "grace_period_days": policy.grace_period_days,
         "allowed_methods": " ".join(m.value for m in Method if m in policy.allowed_methods),
         "tolerated_failures": policy.tolerated_failures,
+        "remember_device_days": policy.remember_device_days,
     }
 
 

@@ -121,6 +121,7 @@ def user_from_row(row: Any) -> User:
         last_sign_in_at=row.last_sign_in_at,
         two_factor_grace_started_at=row.two_factor_grace_started_at,
         registration_required_at=row.registration_required_at,
+        default_method=row.default_method,
     )
 
 
@@ -239,6 +240,9 @@ class SqlUserRepository(Repository):
 
     def set_password_hash(self, user_id: int, password_hash: str) -> None:
         self._c.execute(update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash))
+
+    def set_default_method(self, user_id: int, method: str | None) -> None:
+        self._c.execute(update(t.users).where(t.users.c.id == user_id).values(default_method=method))
 
     def record_sign_in(self, user_id: int, at: datetime) -> None:
         _RECORD_SIGN_IN.rowcount(self._c, {"user_id": user_id, "at": at})
@@ -405,6 +409,8 @@ class SqlSessionRepository(Repository):
         ip: str | None,
         agent: str | None,
         purpose: str = "full",
+        *,
+        verified: bool = True,
     ) -> int:
         row = {
             "user_id": user_id,
@@ -413,7 +419,8 @@ class SqlSessionRepository(Repository):
             "expires_at": expires_at,
             "client_ip": ip,
             "user_agent": agent[:512] if agent else None,
-            "verified_at": at,
+            # A remembered browser's sign-in proved no second step now: it must not count as a recent verification.
+            "verified_at": at if verified else None,
             "purpose": purpose,
         }
         return int(_INSERT_SESSION.first(self._c, row).id)

@@ -71,6 +71,8 @@ organisations = Table(
     Column("allowed_methods", String(64), nullable=False, server_default=text("'totp recovery_code'")),
     #: Wrong codes tolerated before the backoff blocks, for members; NULL: the instance's setting.
     Column("tolerated_failures", Integer, nullable=True),
+    #: Days a browser may skip the second step once remembered (0: never); NULL: the instance's setting.
+    Column("remember_device_days", Integer, nullable=True),
 )
 
 users = Table(
@@ -91,6 +93,8 @@ users = Table(
     #: An administrator asked the user to register their methods again (Azure's "require re-register MFA"), or
     #: reset them: the next sign-in leads into setup, whatever the policy. Cleared when they set it up.
     Column("registration_required_at", UtcDateTime, nullable=True),
+    #: The second-step method the user prefers to be offered first (a ``Method`` value); NULL: no preference.
+    Column("default_method", String(32), nullable=True),
 )
 
 memberships = Table(
@@ -311,4 +315,36 @@ recovery_links = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
+)
+
+#: Browsers a user asked not to be asked the second step again on, until ``expires_at`` (fixed when remembered).
+#: Revoked ones stay, marked, until the user next remembers a browser (``delete_dead``).
+remembered_devices = Table(
+    "remembered_devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("first_ip", String(64), nullable=True),
+    Column("last_ip", String(64), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Index("ix_remembered_devices_user_id", "user_id"),
+    # Rows are deleted (``delete_dead``): SQLite would hand a deleted highest id out again, and the audit log names
+    # devices by id.
+    sqlite_autoincrement=True,
+)
+
+#: Every token a remembered browser was given, by its keyed hash. The current one has no ``rotated_at``; rotated
+#: ones are kept so that one coming back is recognised as a copy (and its device revoked).
+remembered_device_tokens = Table(
+    "remembered_device_tokens",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column("device_id", Integer, ForeignKey("remembered_devices.id", ondelete="CASCADE"), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("rotated_at", UtcDateTime, nullable=True),
+    Index("ix_remembered_device_tokens_device_id", "device_id"),
 )

@@ -16,6 +16,7 @@ from nidan.core import ports
 from nidan.db import repositories as r
 from nidan.db.access_tokens import SqlAccessTokenRepository, SqlApplicationRepository
 from nidan.db.audit import SqlAuditRepository
+from nidan.db.devices import SqlRememberedDeviceRepository
 from nidan.db.dialects import take_sqlite_write_lock
 from nidan.db.organisations import SqlOrganisationRepository
 from nidan.db.prepared import Prepared
@@ -42,6 +43,7 @@ class _Repositories:
     access_tokens: ports.AccessTokenRepository
     applications: ports.ApplicationRepository
     recovery_links: ports.RecoveryLinkRepository
+    remembered_devices: ports.RememberedDeviceRepository
 
     def _attach(self, connection: Connection) -> None:
         self.users = r.SqlUserRepository(connection)
@@ -58,6 +60,7 @@ class _Repositories:
         self.access_tokens = SqlAccessTokenRepository(connection)
         self.applications = SqlApplicationRepository(connection)
         self.recovery_links = r.SqlRecoveryLinkRepository(connection)
+        self.remembered_devices = SqlRememberedDeviceRepository(connection)
 
 
 def _connect(engine: Engine) -> Connection:

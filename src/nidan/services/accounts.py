@@ -11,7 +11,7 @@ from nidan.core.passwords import password_problem
 from nidan.core.ports import UnitOfWork
 from nidan.core.usernames import normalised_username, username_key
 from nidan.errors import InvalidInput, UserNotFound, WeakPassword
-from nidan.services import audit
+from nidan.services import audit, devices
 from nidan.services.context import ServiceContext
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
@@ -110,8 +110,8 @@ def set_password(
     actor: User | None = None,
     client: ClientInfo | None = None,
 ) -> int:
-    """Set a new password and end every session of the user; returns how many sessions ended. Audited, with
-    ``actor`` the administrator who did it (``None``: the command line)."""
+    """Set a new password, end every session of the user and forget their remembered browsers; returns how many
+    sessions ended. Audited, with ``actor`` the administrator who did it (``None``: the command line)."""
     password_hash = ctx.passwords.hash(_checked_password(password))
     key = username_key(username)
     with ctx.uow() as uow:
@@ -120,7 +120,9 @@ def set_password(
             raise UserNotFound(f"No user named {username!r} exists.")
         uow.users.set_password_hash(user.id, password_hash)
         ended = uow.sessions.revoke_all_for_user(user.id, ctx.clock.now())
-        audit.record(ctx, uow, EventType.USER_PASSWORD_SET, client=client, actor=actor, subject=user)
+        # Someone else chose this password: no browser remembered before may skip the second step after it.
+        forgotten = devices.forgotten_details(devices.forget_all(ctx, uow, user.id))
+        audit.record(ctx, uow, EventType.USER_PASSWORD_SET, client=client, actor=actor, subject=user, details=forgotten)
         if ended:
             details: dict[str, Detail] = {"sessions": ended, "reason": "password_set"}
             event = EventType.SESSIONS_REVOKED_ALL

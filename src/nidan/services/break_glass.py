@@ -41,14 +41,14 @@ def recover_admin(ctx: ServiceContext, *, username: str, client: ClientInfo) -> 
     now = ctx.clock.now()
     with ctx.uow() as uow:
         uow.users.lock(user.id)
-        had, ended = user_admin.remove_factors(ctx, uow, user)
+        removed = user_admin.remove_factors(ctx, uow, user)
         uow.users.require_registration(user.id, now)
         cleared = throttling.reset_all(ctx, uow, user)
         uow.recovery_links.add(user.id, ctx.hash_token(token, LINK_PURPOSE), now, now + LINK_LIFETIME)
-        details: dict[str, Detail] = {"had_two_factor": had, "sessions_ended": ended, "counters_cleared": cleared}
+        details: dict[str, Detail] = {**removed.details(), "counters_cleared": cleared}
         audit.record(ctx, uow, EventType.ADMIN_RECOVERED, client=client, actor=None, subject=user, details=details)
         uow.commit()
-    return Recovery(user, token, ended)
+    return Recovery(user, token, removed.sessions_ended)
 
 
 def check_link(ctx: ServiceContext, token: str) -> None:

@@ -39,6 +39,9 @@ class ServiceContext:
     password_authentication_for_git: bool = True
     #: The policy a new organisation starts with.
     default_org_policy: OrgPolicy = field(default_factory=OrgPolicy)
+    #: Days a browser may skip the second step once remembered (0: never), for users in no organisation and in
+    #: organisations that set none of their own (``policy.remember_device_days``).
+    remember_device_days: int = 0
     #: One transaction for several use cases at once (group commit), where a face batches calls; ``None``: none.
     shared: SharedTransactionFactory | None = None
 

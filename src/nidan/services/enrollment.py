@@ -1,4 +1,8 @@
-"""Second-factor management by the signed-in user: authenticator app, recovery codes, turning 2FA off."""
+"""Second-factor management by the signed-in user: authenticator app, recovery codes, turning 2FA off.
+
+Each change here forgets the user's remembered browsers in its own transaction (``devices.forget_all``): a browser
+remembered under the old second factor must not skip the new one.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from nidan.core import otpauth, totp
-from nidan.core.audit import EventType
+from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, ClockObservation, User
 from nidan.core.policy import combined
 from nidan.core.ports import UnitOfWork
@@ -18,11 +22,11 @@ from nidan.errors import (
     TotpNotEnabled,
     TwoFactorRequiredByPolicy,
 )
-from nidan.services import audit, factors
+from nidan.services import audit, devices, factors
 from nidan.services.context import ServiceContext
+from nidan.services.methods.totp import KEY_BYTES, totp_context
 
 #: RFC 4226 §4 asks for a shared secret of at least 128 bits and recommends 160.
-TOTP_KEY_BYTES = 20
 OBSERVATION_WINDOW = timedelta(days=30)
 _CODES_COME_WITH_2FA = "Turn on two-step verification first; recovery codes come with it."
 
@@ -81,8 +85,8 @@ def security_state(ctx: ServiceContext, user_id: int) -> SecurityState:
 
 def start_totp(ctx: ServiceContext, user: User) -> TotpEnrollment:
     """A new pending authenticator; an active one keeps working until the new one is verified."""
-    key = ctx.random_bytes(TOTP_KEY_BYTES)
-    sealed = ctx.keyring.seal(key, context=factors.totp_context(user.id), random_bytes=ctx.random_bytes)
+    key = ctx.random_bytes(KEY_BYTES)
+    sealed = ctx.keyring.seal(key, context=totp_context(user.id), random_bytes=ctx.random_bytes)
     with ctx.uow() as uow:
         uow.totp.replace_pending(user.id, sealed, ctx.clock.now())
         uow.commit()
@@ -116,9 +120,7 @@ def _check_pending(ctx: ServiceContext, user_id: int, code: str) -> tuple[int, t
         pending = uow.totp.get_pending(user_id)
         if pending is None:
             raise TotpEnrollmentNotStarted()
-        key = ctx.keyring.unseal(
-            Sealed(pending.key_fingerprint, pending.sealed_secret), context=factors.totp_context(user_id)
-        )
+        key = ctx.keyring.unseal(Sealed(pending.key_fingerprint, pending.sealed_secret), context=totp_context(user_id))
         unix_time = ctx.clock.now().timestamp()
         found = totp.match_code(key, code, unix_time)
         if found is None:
@@ -163,8 +165,10 @@ def _activate(
         else:
             codes = factors.store_recovery_codes(ctx, uow, user_id, fresh)
         uow.users.registered(user_id)  # no grace period runs, no registration is asked for any more
+        forgotten = devices.forget_all(ctx, uow, user_id)
         event = EventType.TOTP_CHANGED if replaced else EventType.TOTP_ENROLLED
-        details = {"recovery_codes": len(codes)} if codes else {}
+        details: dict[str, Detail] = {"recovery_codes": len(codes)} if codes else {}
+        details.update(devices.forgotten_details(forgotten))
         audit.record(ctx, uow, event, client=client, actor=user, subject=user, details=details)
         uow.commit()
     return TotpActivation(recovery_codes=codes, replaced_previous=replaced)
@@ -179,7 +183,8 @@ def disable_totp(ctx: ServiceContext, user: User, *, client: ClientInfo) -> None
             raise TwoFactorRequiredByPolicy()
         uow.totp.delete_all(user.id)
         uow.recovery_codes.revoke_all(user.id, ctx.clock.now())
-        audit.record(ctx, uow, EventType.TOTP_REMOVED, client=client, actor=user, subject=user)
+        details = devices.forgotten_details(devices.forget_all(ctx, uow, user.id))
+        audit.record(ctx, uow, EventType.TOTP_REMOVED, client=client, actor=user, subject=user, details=details)
         uow.commit()
 
 
@@ -193,7 +198,8 @@ def regenerate_recovery_codes(ctx: ServiceContext, user: User, *, client: Client
         if uow.totp.get_active(user.id) is None:  # turned off meanwhile
             raise TotpNotEnabled(_CODES_COME_WITH_2FA)
         codes = factors.store_recovery_codes(ctx, uow, user.id, fresh)
-        details = {"recovery_codes": len(codes)}
+        details: dict[str, Detail] = {"recovery_codes": len(codes)}
+        details.update(devices.forgotten_details(devices.forget_all(ctx, uow, user.id)))
         audit.record(
             ctx, uow, EventType.RECOVERY_CODES_REGENERATED, client=client, actor=user, subject=user, details=details
         )

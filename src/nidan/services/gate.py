@@ -20,9 +20,8 @@ from nidan.core.models import ClientInfo, User
 from nidan.core.ports import UnitOfWork
 from nidan.core.usernames import username_key
 from nidan.errors import BasicAuthDenied
-from nidan.services import audit, factors, organisations, throttling
+from nidan.services import audit, organisations, second_step, throttling
 from nidan.services.context import ServiceContext
-from nidan.services.signin import INVALID_USERNAME_KEY
 
 #: A token's "last used" is written at most this often: a Git fetch makes several requests in a second.
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -60,7 +59,7 @@ class _Denied:
 def check(ctx: ServiceContext, *, username: str, secret: str, scope: Scope, client: ClientInfo) -> Admitted:
     """Admit ``username``/``secret`` for ``scope`` or raise ``BasicAuthDenied`` (or ``RateLimited`` while the
     username or address is blocked after failures)."""
-    key = username_key(username) or INVALID_USERNAME_KEY
+    key = username_key(username) or throttling.INVALID_USERNAME_KEY
     subjects = throttling.gate_subjects(ctx, key, client.ip)
     if kind_of(secret):
         return _check_token(ctx, secret, scope, subjects, client)
@@ -151,7 +150,7 @@ def _by_password(ctx: ServiceContext, key: str, password: str) -> Admitted | _De
     if not ctx.password_authentication_for_git:
         return _Denied(Refusal.PASSWORD_DISABLED, user)
     with ctx.uow() as uow:
-        has_two_factor = bool(factors.available_methods(uow, user.id))
+        has_two_factor = second_step.has_second_factor(ctx, uow, user)
         required = organisations.requirement_of(uow, user.id).required
     if has_two_factor:
         return _Denied(Refusal.TWO_FACTOR_ENABLED, user)

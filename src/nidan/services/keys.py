@@ -23,8 +23,8 @@ from enum import StrEnum
 from nidan.core.keys import PURPOSE_HASH, PURPOSE_PRIMARY, KeyInventory
 from nidan.core.sealing import KeyRing, Sealed
 from nidan.errors import ConfigurationError, KeyRotationConflict
-from nidan.services.factors import totp_context
 from nidan.services.maintenance import MaintenanceContext
+from nidan.services.methods.totp import totp_context
 
 DEFAULT_BATCH = 500
 

@@ -33,7 +33,7 @@ from nidan.errors import (
     NotPermitted,
     OrganisationNotFound,
 )
-from nidan.services import accounts, audit, authority, factors
+from nidan.services import accounts, audit, authority, second_step
 from nidan.services.context import ServiceContext
 
 
@@ -106,7 +106,7 @@ def show(ctx: ServiceContext, slug: str, *, actor: User | None) -> OrganisationV
         organisation = _find(uow, slug)
         authority.require_org_manager(uow, actor, organisation, settings=False)
         members = [
-            MemberState(m, bool(factors.available_methods(uow, m.user.id)), m.user.two_factor_grace_started_at)
+            MemberState(m, second_step.has_second_factor(ctx, uow, m.user), m.user.two_factor_grace_started_at)
             for m in uow.organisations.members(organisation.id)
         ]
     return OrganisationView(organisation, members)
@@ -142,7 +142,7 @@ def preview(ctx: ServiceContext, slug: str, proposed: OrgPolicy, *, actor: User 
             others = [(policy, role) for policy, role in _policies_with(uow, member.user.id, organisation.id, proposed)]
             decision = enrolment(
                 combined(others),
-                has_two_factor=bool(factors.available_methods(uow, member.user.id)),
+                has_two_factor=second_step.has_second_factor(ctx, uow, member.user),
                 registration_required=member.user.registration_required_at is not None,
                 grace_started_at=member.user.two_factor_grace_started_at,
                 now=now,
@@ -173,17 +173,24 @@ def set_policy(
     tolerated_failures: int | None,
     actor: User | None,
     client: ClientInfo,
+    remember_device_days: int | None = None,
 ) -> Organisation:
     """Change an organisation's policy (owners, admins, instance administrators); audited with old and new. An
-    actor who would be required to have 2FA by the new policy and has none is refused: they would be first in line."""
+    actor who would be required to have 2FA by the new policy and has none is refused: they would be first in line.
+    ``remember_device_days`` ``None``: the instance's setting (as for ``tolerated_failures``)."""
     instance_tolerated = ctx.backoff.tolerated_failures
     policy = checked_policy(
-        two_factor, grace_period_days, allowed_methods, tolerated_failures, instance_tolerated=instance_tolerated
+        two_factor,
+        grace_period_days,
+        allowed_methods,
+        tolerated_failures,
+        instance_tolerated=instance_tolerated,
+        remember_device_days=remember_device_days,
     )
     with ctx.uow() as uow:
         organisation = _find(uow, slug)
         authority.require_org_manager(uow, actor, organisation, settings=True)
-        if actor is not None and _would_be_first_in_line(uow, actor, organisation, policy):
+        if actor is not None and _would_be_first_in_line(ctx, uow, actor, organisation, policy):
             raise EnableTwoFactorFirst()
         uow.organisations.set_policy(organisation.id, policy)
         if policy.two_factor is not organisation.policy.two_factor:
@@ -196,6 +203,7 @@ def set_policy(
             "grace_period_days": policy.grace_period_days,
             "allowed_methods": " ".join(m.value for m in Method if m in policy.allowed_methods),
             "tolerated_failures": policy.tolerated_failures,
+            "remember_device_days": policy.remember_device_days,
         }
         audit.record(
             ctx, uow, EventType.ORGANISATION_POLICY_CHANGED, client=client, actor=actor, subject=None, details=details
@@ -206,11 +214,13 @@ def set_policy(
     return updated
 
 
-def _would_be_first_in_line(uow: UnitOfWork, actor: User, organisation: Organisation, policy: OrgPolicy) -> bool:
+def _would_be_first_in_line(
+    ctx: ServiceContext, uow: UnitOfWork, actor: User, organisation: Organisation, policy: OrgPolicy
+) -> bool:
     """The actor's own role would need 2FA under ``policy`` and they have none."""
     role = authority.org_role(uow, actor, organisation)
     required = role is not None and requires_two_factor(policy.two_factor, role)
-    return required and not factors.available_methods(uow, actor.id)
+    return required and not second_step.has_second_factor(ctx, uow, actor)
 
 
 def add_member(

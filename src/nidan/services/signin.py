@@ -4,25 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NoReturn
 
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, Method, MfaChallenge, User
 from nidan.core.passwords import HashPassword, PasswordSteps, VerifyPassword, run_now
 from nidan.core.policy import Enrolment, enrolment
 from nidan.core.ports import UnitOfWork
+from nidan.core.second_step import FactorCheck, Option, Purpose
 from nidan.core.tokens import looks_like_token, new_token
 from nidan.core.usernames import username_key
 from nidan.errors import (
     AuthenticationRequired,
-    InvalidCode,
     InvalidCredentials,
-    MethodNotAvailable,
     MfaSetupRequired,
     MfaTokenInvalid,
+    NidanError,
     ReauthenticationRequired,
 )
-from nidan.services import audit, factors, organisations, throttling
+from nidan.services import audit, devices, organisations, second_step, throttling
 from nidan.services.context import ServiceContext
 
 SESSION_PREFIX = "nidan_s_"
@@ -30,6 +29,8 @@ SESSION_PREFIX = "nidan_s_"
 ENROLMENT_PREFIX = "nidan_e_"
 SESSION_PURPOSE = "session"
 MFA_PURPOSE = "mfa"
+#: What stood in for the second step when a remembered browser did (``Authenticated.second_factor``).
+REMEMBERED_DEVICE = "remembered_device"
 FULL = "full"
 ENROLMENT = "enrolment"
 #: Long enough to find the phone and install an app; the setup needs no further step-up within it.
@@ -42,6 +43,11 @@ class Authenticated:
     user: User
     #: An organisation requires 2FA and the user has none yet: the grace period ends then (remind them).
     two_factor_due: datetime | None = None
+    #: ``remembered_device`` when a remembered browser stood in for the second step.
+    second_factor: str | None = None
+    #: A remembered browser's token to keep (new, or the successor of the one used) and when it expires.
+    device_token: str | None = field(default=None, repr=False)
+    device_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +63,14 @@ class SetupRequired:
 @dataclass(frozen=True, slots=True)
 class MfaRequired:
     mfa_token: str = field(repr=False)
-    methods: list[Method]
+    #: What the person can prove the second step with, the default first (``second_step.options``).
+    options: list[Option]
+    default_method: Method | None
+
+    @property
+    def methods(self) -> list[Method]:
+        """The methods of ``options``, each once (what clients before ``options`` read)."""
+        return list(dict.fromkeys(option.method for option in self.options))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +83,18 @@ class CurrentSession:
     enrolment_only: bool = False
 
 
-def _open_session(ctx: ServiceContext, uow: UnitOfWork, user: User, client: ClientInfo, *, purpose: str = FULL) -> str:
-    """A brand-new session token at every sign-in, so no token chosen before sign-in survives it (fixation)."""
+def open_session(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    user: User,
+    client: ClientInfo,
+    *,
+    purpose: str = FULL,
+    sign_in: bool = True,
+    verified: bool = True,
+) -> str:
+    """A brand-new session token, verified now, in ``uow`` (the caller commits): the one place a session begins
+    (sign-in, step-up, the end of a setup), so no token chosen or seen before survives a verification."""
     enrolment_only = purpose == ENROLMENT
     token = new_token(ctx.random_bytes, prefix=ENROLMENT_PREFIX if enrolment_only else SESSION_PREFIX)
     now = ctx.clock.now()
@@ -84,8 +107,10 @@ def _open_session(ctx: ServiceContext, uow: UnitOfWork, user: User, client: Clie
         client.ip,
         client.user_agent,
         purpose,
+        verified=verified,
     )
-    uow.users.record_sign_in(user.id, now)
+    if sign_in:  # a step-up verifies a signed-in person again; it is not a sign-in
+        uow.users.record_sign_in(user.id, now)
     return token
 
 
@@ -93,25 +118,26 @@ def open_enrolment(
     ctx: ServiceContext, uow: UnitOfWork, user: User, client: ClientInfo, reason: str, via: str
 ) -> SetupRequired:
     """An enrolment-only session for ``user`` in ``uow`` (the caller commits): it may only set up 2FA."""
-    token = _open_session(ctx, uow, user, client, purpose=ENROLMENT)
+    token = open_session(ctx, uow, user, client, purpose=ENROLMENT)
     details: dict[str, Detail] = {"reason": reason, "method": via}
     audit.record(ctx, uow, EventType.SIGN_IN_SETUP_REQUIRED, client=client, actor=user, subject=user, details=details)
     return SetupRequired(token, user, reason)
 
 
-#: Throttle key for a username that cannot exist: such attempts still count per address, under one name.
-INVALID_USERNAME_KEY = "~invalid"
-
-
 LoginResult = Authenticated | MfaRequired | SetupRequired
 
 
-def login(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> LoginResult:
+def login(
+    ctx: ServiceContext, *, username: str, password: str, client: ClientInfo, device_token: str | None = None
+) -> LoginResult:
     """The first step of signing in, the password checked in this thread (see ``login_steps``)."""
-    return run_now(ctx.passwords, login_steps(ctx, username=username, password=password, client=client))
+    steps = login_steps(ctx, username=username, password=password, client=client, device_token=device_token)
+    return run_now(ctx.passwords, steps)
 
 
-def login_steps(ctx: ServiceContext, *, username: str, password: str, client: ClientInfo) -> PasswordSteps[LoginResult]:
+def login_steps(
+    ctx: ServiceContext, *, username: str, password: str, client: ClientInfo, device_token: str | None = None
+) -> PasswordSteps[LoginResult]:
     """``login`` as steps: it yields the password's argon2id work (``VerifyPassword``, then ``HashPassword`` when
     the stored hash has older parameters) and is sent each answer, so that a face with an event loop awaits the
     hashing threads without holding a thread of its own meanwhile. No transaction is open while it waits.
@@ -120,7 +146,7 @@ def login_steps(ctx: ServiceContext, *, username: str, password: str, client: Cl
     and its last transaction settles it; an attempt that ends otherwise (an error, the generator closed) counts as a
     failure, so breaking one off is no free guess."""
     key = username_key(username)
-    subjects = throttling.password_subjects(ctx, key or INVALID_USERNAME_KEY, client.ip)
+    subjects = throttling.password_subjects(ctx, key or throttling.INVALID_USERNAME_KEY, client.ip)
     reservation = yield from throttling.take_turn(ctx, subjects)
     settled = False
     try:
@@ -149,18 +175,55 @@ def login_steps(ctx: ServiceContext, *, username: str, password: str, client: Cl
             throttling.settle_success(ctx, uow, reservation)
             if rehashed:
                 uow.users.set_password_hash(user.id, rehashed)
-            methods = factors.available_methods(uow, user.id)
-            if not methods:
+            offered = second_step.options(ctx, uow, user)
+            if not offered:
                 return _without_second_factor(ctx, uow, user, client)
+            if device_token is not None:
+                remembered = _remembered(ctx, uow, user, device_token, client)
+                if remembered is not None:
+                    return remembered
             mfa_token = new_token(ctx.random_bytes)
             now = ctx.clock.now()
             uow.mfa_challenges.add(user.id, ctx.hash_token(mfa_token, MFA_PURPOSE), now, now + ctx.mfa_token_lifetime)
             uow.commit()
-        return MfaRequired(mfa_token, methods)
+        chosen = second_step.default_method([o.method for o in offered], user.default_method)
+        return MfaRequired(mfa_token, offered, chosen)
     except BaseException:
         if not settled:
             throttling.abandon(ctx, reservation)
         raise
+
+
+def _remembered(
+    ctx: ServiceContext, uow: UnitOfWork, user: User, device_token: str, client: ClientInfo
+) -> Authenticated | None:
+    """A remembered browser stands in for the second step (its token rotated), committed here; ``None``: it does
+    not (unknown, expired, revoked, another user's, copied — never told which), and the second step is asked.
+    Never for a user whose second step is hard-locked or whose methods an administrator asked to register again."""
+    uow.users.lock(user.id)
+    subject = throttling.second_factor_of(ctx, uow, user.id)
+    state = uow.throttles.get(subject.scope, subject.key)
+    if (state is not None and state.locked_at is not None) or user.registration_required_at is not None:
+        return None
+    admitted = devices.admit(ctx, uow, user.id, device_token, client)
+    if admitted is None:
+        return None  # a copied token's browser is forgotten, committed with the sign-in attempt that goes on
+    # Never a recent verification: sensitive actions still ask for the second step (step-up).
+    session_token = open_session(ctx, uow, user, client, verified=False)
+    details: dict[str, Detail] = {
+        "method": "password",
+        "second_factor": REMEMBERED_DEVICE,
+        "device_id": admitted.device_id,
+    }
+    audit.record(ctx, uow, EventType.SIGN_IN_SUCCEEDED, client=client, actor=user, subject=user, details=details)
+    uow.commit()
+    return Authenticated(
+        session_token,
+        user,
+        second_factor=REMEMBERED_DEVICE,
+        device_token=admitted.next_token,
+        device_expires_at=admitted.expires_at,
+    )
 
 
 def _without_second_factor(
@@ -183,7 +246,7 @@ def _without_second_factor(
         required = open_enrolment(ctx, uow, user, client, reason, via="password")
         uow.commit()
         return required
-    session_token = _open_session(ctx, uow, user, client)
+    session_token = open_session(ctx, uow, user, client)
     details: dict[str, Detail] = {"method": "password"}
     if decision.grace_ends_at is not None:
         details["two_factor_due"] = decision.grace_ends_at.isoformat()
@@ -192,117 +255,92 @@ def _without_second_factor(
     return Authenticated(session_token, user, decision.grace_ends_at)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingSecondStep:
+    """A sign-in waiting for its second step, as its page shows it."""
+
+    options: list[Option]
+    default_method: Method | None
+    #: "Don't ask again on this device for N days" is offered (0: the user's policy does not allow it).
+    remember_days: int
+
+
+def pending(ctx: ServiceContext, mfa_token: str) -> PendingSecondStep | None:
+    """What the holder of ``mfa_token`` can prove the second step with; ``None`` when the token is not valid."""
+    if not looks_like_token(mfa_token):
+        return None
+    with ctx.uow() as uow:
+        found = uow.mfa_challenges.get_valid(
+            ctx.hash_token(mfa_token, MFA_PURPOSE), ctx.clock.now(), ctx.mfa_token_max_attempts
+        )
+        user = uow.users.get(found.user_id) if found is not None else None
+        if user is None:
+            return None
+        offered = second_step.options(ctx, uow, user)
+        days = devices.remember_days(ctx, uow, user.id)
+    chosen = second_step.default_method([o.method for o in offered], user.default_method)
+    return PendingSecondStep(offered, chosen, days)
+
+
 def complete_mfa(
-    ctx: ServiceContext, *, mfa_token: str, method: Method, code: str, client: ClientInfo
+    ctx: ServiceContext,
+    *,
+    mfa_token: str,
+    method: Method,
+    code: str,
+    client: ClientInfo,
+    remember_device: bool = False,
 ) -> Authenticated | SetupRequired:
+    """The second step of signing in, proved through the engine (``second_step.prove``)."""
     if not looks_like_token(mfa_token):
         raise MfaTokenInvalid()
     token_hash = ctx.hash_token(mfa_token, MFA_PURPOSE)
     with ctx.uow() as uow:
         found = uow.mfa_challenges.get_valid(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
-        if found is None:
-            raise MfaTokenInvalid()
-        subject = throttling.second_factor_of(ctx, uow, found.user_id)
-        offered = factors.recovery_codes_on_offer(uow, found.user_id) if method is Method.RECOVERY_CODE else None
-    if method is Method.TOTP:
-        return _complete_with_totp(ctx, token_hash, found.user_id, subject, code, client)
-    # The user's backoff is asked before anything is evaluated; a blocked attempt does not spend the token's tries.
-    reservation = throttling.reserve(ctx, [subject])
-    # The code's argon2id runs here, against the set read above, before the write opens (never while it holds
-    # SQLite's writer turn or a row lock). The write claims the attempt and spends the code by a conditional
-    # UPDATE: only an attempt the token still allows is answered, and a code spent meanwhile is refused.
-    matched = factors.match_recovery_code(ctx, offered, code) if offered is not None else factors.NO_MATCH
-    with ctx.uow() as uow:
-        challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
-        user = uow.users.get(found.user_id)
-        if challenge is None or user is None:
-            raise MfaTokenInvalid()
-        if method not in factors.available_methods(uow, user.id):
-            uow.commit()  # the attempt still counts
-            raise MethodNotAvailable()
-        result = factors.check(ctx, uow, user.id, method, code, matched)
-        if not result.ok:
-            _refuse_code(ctx, uow, user, result, reservation, client)
-        throttling.settle_success(ctx, uow, [subject])
-        return _second_factor_passed(ctx, uow, user, challenge, result, client)
-
-
-def _complete_with_totp(
-    ctx: ServiceContext, token_hash: bytes, user_id: int, subject: throttling.Subject, code: str, client: ClientInfo
-) -> Authenticated | SetupRequired:
-    """An authenticator code in ONE transaction under the user's lock, as the verify API checks one: the backoff
-    is read, the attempt claimed, the code checked and spent, the outcome counted and audited together. Exactly as
-    strict as the reservation (which keeps argon2, for recovery codes, out of a held lock) with one write
-    transaction fewer. Every outcome but a pass counts as a failure, as a reservation would have counted it."""
-    with ctx.uow() as uow:
-        uow.users.lock(user_id)
-        # Refused before anything is counted or claimed: a blocked attempt does not spend the token's tries.
-        before = throttling.refuse_if_blocked(uow, subject, ctx.clock.now())
-        challenge = uow.mfa_challenges.claim_attempt(token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts)
-        user = uow.users.get(user_id)
-        if challenge is None or user is None:
-            throttling.count_under_lock(ctx, uow, subject)
-            uow.commit()
-            raise MfaTokenInvalid()
-        credential = uow.totp.get_active(user.id)
-        if credential is None:
-            throttling.count_under_lock(ctx, uow, subject)
-            uow.commit()  # the attempt still counts
-            raise MethodNotAvailable()
-        result = factors.check_totp(ctx, uow, credential, code)
-        if not result.ok:
-            _refuse_code(ctx, uow, user, result, throttling.count_under_lock(ctx, uow, subject), client)
-        if before.failures:  # earlier failures: this success resets them
-            throttling.settle_success(ctx, uow, [subject])
-        return _second_factor_passed(ctx, uow, user, challenge, result, client)
-
-
-def _refuse_code(
-    ctx: ServiceContext,
-    uow: UnitOfWork,
-    user: User,
-    result: factors.FactorCheck,
-    counted: throttling.Reservation,
-    client: ClientInfo,
-) -> NoReturn:
-    """A wrong second factor: recorded (clock drift, escalations, the audit event), committed, refused."""
-    # Recorded for the user and admins to see later; never told here, where it would help an attacker.
-    factors.record_clock_observation(ctx, uow, user.id, result)
-    throttling.record_escalations(ctx, uow, counted, client, user)
-    audit.record(
-        ctx,
-        uow,
-        EventType.SIGN_IN_SECOND_FACTOR_FAILED,
-        client=client,
-        actor=None,
-        subject=user,
-        details=factors.failure_details(result),
-    )
-    uow.commit()
-    raise InvalidCode()
-
-
-def _second_factor_passed(
-    ctx: ServiceContext,
-    uow: UnitOfWork,
-    user: User,
-    challenge: MfaChallenge,
-    result: factors.FactorCheck,
-    client: ClientInfo,
-) -> Authenticated | SetupRequired:
-    """The code was right: spend the sign-in attempt and open the session, in ``uow`` (committed here)."""
-    # Spent in the same transaction as the factor: if another request won the token, neither is spent.
-    if not uow.mfa_challenges.consume(challenge.id, ctx.clock.now()):
+    if found is None:
         raise MfaTokenInvalid()
-    if user.registration_required_at is not None:
-        # Proved with the old factor; an administrator asked for the methods to be registered again.
-        required = open_enrolment(ctx, uow, user, client, "administrator", via=result.method.value)
-        uow.commit()
-        return required
-    session_token = _open_session(ctx, uow, user, client)
-    factors.record_success(ctx, uow, user, result, EventType.SIGN_IN_SUCCEEDED, client)
-    uow.commit()
-    return Authenticated(session_token, user)
+    attempt = second_step.Attempt(Purpose.SIGN_IN, client)
+    step = _SignInStep(ctx, token_hash, client, remember_device)
+    outcome = second_step.prove(ctx, attempt, user_id=found.user_id, method=method, code=code, step=step)
+    if isinstance(outcome, second_step.Refused):
+        raise outcome.error
+    return outcome
+
+
+class _SignInStep:
+    """A sign-in's second step: each attempt spends one of its token's tries; a pass spends the token and opens
+    the session (or the setup an administrator asked for)."""
+
+    def __init__(self, ctx: ServiceContext, token_hash: bytes, client: ClientInfo, remember: bool) -> None:
+        self._ctx = ctx
+        self._token_hash = token_hash
+        self._client = client
+        self._remember = remember
+        self._challenge: MfaChallenge | None = None
+
+    def claim(self, uow: UnitOfWork) -> NidanError | None:
+        ctx = self._ctx
+        self._challenge = uow.mfa_challenges.claim_attempt(
+            self._token_hash, ctx.clock.now(), ctx.mfa_token_max_attempts
+        )
+        return MfaTokenInvalid() if self._challenge is None else None
+
+    def passed(self, uow: UnitOfWork, user: User, result: FactorCheck) -> Authenticated | SetupRequired:
+        ctx, client = self._ctx, self._client
+        # Spent in the same transaction as the factor: if another request won the token, neither is spent.
+        if self._challenge is None or not uow.mfa_challenges.consume(self._challenge.id, ctx.clock.now()):
+            raise MfaTokenInvalid()
+        if user.registration_required_at is not None:
+            # Proved with the old factor; an administrator asked for the methods to be registered again.
+            return open_enrolment(ctx, uow, user, client, "administrator", via=result.method.value)
+        session_token = open_session(ctx, uow, user, client)
+        second_step.record_success(ctx, uow, user, result, EventType.SIGN_IN_SUCCEEDED, client)
+        remembered = devices.remember(ctx, uow, user, client) if self._remember else None
+        if remembered is None:  # not asked for, or the user's policy does not allow it
+            return Authenticated(session_token, user)
+        return Authenticated(
+            session_token, user, device_token=remembered.token, device_expires_at=remembered.expires_at
+        )
 
 
 def _purpose_of(token: str) -> str | None:
@@ -332,7 +370,7 @@ def _still_enrolling(ctx: ServiceContext, user: User) -> bool:
     if user.registration_required_at is not None:
         return True
     with ctx.uow() as uow:
-        return uow.totp.get_active(user.id) is None
+        return not second_step.has_second_factor(ctx, uow, user)
 
 
 def full_session(ctx: ServiceContext, session_token: str) -> CurrentSession:
@@ -363,7 +401,7 @@ def finish_enrolment(ctx: ServiceContext, session: CurrentSession, client: Clien
             raise AuthenticationRequired()
         # Any other setup sign-in (made before this one finished) must not set 2FA up again over this one.
         uow.sessions.revoke_enrolments(session.user.id, ctx.clock.now())
-        token = _open_session(ctx, uow, session.user, client)
+        token = open_session(ctx, uow, session.user, client)
         details: dict[str, Detail] = {"method": "totp_setup"}
         user = session.user
         audit.record(ctx, uow, EventType.SIGN_IN_SUCCEEDED, client=client, actor=user, subject=user, details=details)

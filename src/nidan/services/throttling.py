@@ -16,6 +16,7 @@ Usernames are never stored as typed: the per-username keys are a keyed hash of t
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
@@ -95,6 +96,21 @@ def name_key(ctx: ServiceContext, login_key: str) -> str:
     tokens), in hex. What people type there is sometimes their password; the address beside it stays readable,
     because administrators need it."""
     return ctx.hash_token(login_key, NAME_PURPOSE).hex()
+
+
+#: Throttle key for a username that cannot exist: such attempts still count per address, under one name.
+INVALID_USERNAME_KEY = "~invalid"
+
+
+def unknown_name_key(ctx: ServiceContext, login_key: str | None) -> str:
+    """The second-step backoff key of a name nobody has: its keyed hash, never the name as typed. Not a number, so
+    it never meets a real user's counter."""
+    return f"~{name_key(ctx, login_key or INVALID_USERNAME_KEY)}"
+
+
+def unknown_name(ctx: ServiceContext, stored_key: str) -> Subject:
+    """The second step of a name nobody has (``unknown_name_key``), under the instance's tolerance."""
+    return Subject(ThrottleScope.SECOND_FACTOR, stored_key, ctx.backoff)
 
 
 def password_subjects(ctx: ServiceContext, login_key: str, ip: str | None) -> list[Subject]:
@@ -259,16 +275,42 @@ def count_under_lock(ctx: ServiceContext, uow: UnitOfWork, subject: Subject) -> 
 
 def record_escalations(
     ctx: ServiceContext, uow: UnitOfWork, reservation: Reservation, client: ClientInfo, subject: User | None
-) -> None:
+) -> Reservation:
     """After a failed attempt: count it if only its turn was taken (``settle_failure``), and log each block or lock
-    it earned, once (refused requests are not logged)."""
-    for counted, state in settle_failure(ctx, uow, reservation).escalations():
+    it earned, once (refused requests are not logged). Returns the states as counted."""
+    settled = settle_failure(ctx, uow, reservation)
+    for counted, state in settled.escalations():
         locked = state.locked_at is not None
         details: dict[str, Detail] = {"scope": counted.scope.value, "failures": state.failures}
         if state.blocked_until is not None and not locked:
             details["blocked_seconds"] = backoff.block_seconds(state.failures, counted.policy)
         kind = EventType.BACKOFF_LOCKED if locked else EventType.BACKOFF_BLOCKED
         audit.record(ctx, uow, kind, client=client, actor=None, subject=subject, details=details)
+    return settled
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What a person who just failed should know: how long this failure blocks them for (0: it does not), or
+    whether one more failure would."""
+
+    blocked_seconds: int = 0
+    next_failure_blocks: bool = False
+
+
+def outlook(counted: Reservation, now: datetime) -> Outlook:
+    """``Outlook`` after the failure ``counted`` (as ``record_escalations`` returns it)."""
+    blocked, next_blocks = 0, False
+    for subject, state in counted.counted:
+        if state.blocked_until is not None and state.blocked_until > now:
+            blocked = max(blocked, math.ceil((state.blocked_until - now).total_seconds()))
+        elif state.locked_at is None:
+            limit = subject.policy.hard_limit
+            one_more = state.failures + 1
+            next_blocks |= bool(backoff.block_seconds(one_more, subject.policy)) or (
+                limit is not None and one_more >= limit
+            )
+    return Outlook(blocked, next_blocks and not blocked)
 
 
 def settle_success(ctx: ServiceContext, uow: UnitOfWork, settled: Sequence[Subject] | Reservation) -> None:

@@ -1,4 +1,5 @@
-"""Administrators helping a user: reset their 2FA, ask them to register again, see how they stand.
+"""Administrators helping a user: reset their 2FA, ask them to register again, forget their remembered browsers,
+see how they stand.
 
 Every action here is called by an administrator who passed step-up (the faces check that), is allowed over the user
 (``authority``), and is audited with the reason. The command line on the server (``actor=None``) may do all of it.
@@ -14,10 +15,28 @@ from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, Method, User
 from nidan.core.organisations import Membership
 from nidan.core.ports import UnitOfWork
+from nidan.core.second_step import Purpose
 from nidan.errors import InvalidCode, NoEnrollment, NotPermitted, UserNotFound
-from nidan.services import accounts, audit, authority, enrollment, factors, throttling
+from nidan.services import accounts, audit, authority, devices, enrollment, second_step, throttling
 from nidan.services.context import ServiceContext
 from nidan.services.signin import CurrentSession
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedFactors:
+    #: The user had an authenticator app that is now gone.
+    had_two_factor: bool
+    sessions_ended: int
+    #: Remembered browsers that would have skipped the second step, now forgotten.
+    devices_forgotten: int
+
+    def details(self) -> dict[str, Detail]:
+        """For the audit event of the action that removed them."""
+        return {
+            "had_two_factor": self.had_two_factor,
+            "sessions_ended": self.sessions_ended,
+            **devices.forgotten_details(self.devices_forgotten),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +57,15 @@ def _find_for(ctx: ServiceContext, actor: User | None, username: str) -> User:
         raise
 
 
-def remove_factors(ctx: ServiceContext, uow: UnitOfWork, user: User) -> tuple[bool, int]:
-    """Every second factor and recovery code of the user, and every session (signed out everywhere)."""
+def remove_factors(ctx: ServiceContext, uow: UnitOfWork, user: User) -> RemovedFactors:
+    """Every second factor and recovery code of the user, every session (signed out everywhere) and every
+    remembered browser (none may skip the second step they will set up next)."""
     now = ctx.clock.now()
     had = uow.totp.get_active(user.id) is not None
     uow.totp.delete_all(user.id)
     uow.recovery_codes.revoke_all(user.id, now)
-    return had, uow.sessions.revoke_all_for_user(user.id, now)
+    ended = uow.sessions.revoke_all_for_user(user.id, now)
+    return RemovedFactors(had, ended, devices.forget_all(ctx, uow, user.id))
 
 
 def reset_two_factor(
@@ -57,29 +78,49 @@ def reset_two_factor(
     with ctx.uow() as uow:
         uow.users.lock(user.id)
         authority.require_user_manager(uow, actor, user, not_self=True)
-        had, ended = remove_factors(ctx, uow, user)
+        removed = remove_factors(ctx, uow, user)
         uow.users.require_registration(user.id, ctx.clock.now())
-        details: dict[str, Detail] = {"had_two_factor": had, "sessions_ended": ended, "reason": reason}
+        details: dict[str, Detail] = {**removed.details(), "reason": reason}
         audit.record(ctx, uow, EventType.TWO_FACTOR_RESET, client=client, actor=actor, subject=user, details=details)
         uow.commit()
-    return ResetResult(user, had, ended)
+    return ResetResult(user, removed.had_two_factor, removed.sessions_ended)
 
 
 def require_registration(
     ctx: ServiceContext, *, username: str, actor: User | None, client: ClientInfo, reason: str | None
 ) -> User:
     """Azure's "require re-register MFA": at the next sign-in (after their current second factor, if any) the user
-    sets up their authenticator app again. Nothing is removed now. Audited with the reason."""
+    sets up their authenticator app again. Only their remembered browsers are forgotten now (each would skip the
+    second step that leads into that setup). Audited with the reason."""
     reason = audit.checked_reason(reason)
     user = _find_for(ctx, actor, username)
     with ctx.uow() as uow:
         authority.require_user_manager(uow, actor, user, not_self=True)
         uow.users.require_registration(user.id, ctx.clock.now())
-        details: dict[str, Detail] = {"reason": reason}
+        forgotten = devices.forget_all(ctx, uow, user.id)
+        details: dict[str, Detail] = {"reason": reason, **devices.forgotten_details(forgotten)}
         event = EventType.REGISTRATION_REQUIRED
         audit.record(ctx, uow, event, client=client, actor=actor, subject=user, details=details)
         uow.commit()
     return user
+
+
+def forget_devices(
+    ctx: ServiceContext, *, username: str, actor: User | None, client: ClientInfo, reason: str | None
+) -> tuple[User, int]:
+    """A lost or shared computer: every browser the user asked to be remembered asks for the second step again.
+    Nothing else changes (their sessions and factors stay). Audited as ``remembered_devices.forgotten`` with the
+    count and the reason. Returns the user and how many browsers were forgotten."""
+    reason = audit.checked_reason(reason)
+    user = _find_for(ctx, actor, username)
+    with ctx.uow() as uow:
+        authority.require_user_manager(uow, actor, user)
+        forgotten = devices.forget_all(ctx, uow, user.id)
+        details: dict[str, Detail] = {"count": forgotten, "reason": reason}
+        event = EventType.REMEMBERED_DEVICES_FORGOTTEN
+        audit.record(ctx, uow, event, client=client, actor=actor, subject=user, details=details)
+        uow.commit()
+    return user, forgotten
 
 
 def unenroll(ctx: ServiceContext, *, admin: CurrentSession, username: str, totp_code: str, client: ClientInfo) -> User:
@@ -94,8 +135,8 @@ def unenroll(ctx: ServiceContext, *, admin: CurrentSession, username: str, totp_
         authority.require_user_manager(uow, admin.user, user, not_self=True)
         if uow.totp.get_active(user.id) is None and uow.totp.get_pending(user.id) is None:
             raise NoEnrollment()
-        had, ended = remove_factors(ctx, uow, user)
-        details: dict[str, Detail] = {"had_two_factor": had, "sessions_ended": ended, "via": "unenroll"}
+        removed = remove_factors(ctx, uow, user)
+        details: dict[str, Detail] = {**removed.details(), "via": "unenroll"}
         audit.record(
             ctx, uow, EventType.TWO_FACTOR_UNENROLLED, client=client, actor=admin.user, subject=user, details=details
         )
@@ -104,24 +145,17 @@ def unenroll(ctx: ServiceContext, *, admin: CurrentSession, username: str, totp_
 
 
 def _confirm_own_code(ctx: ServiceContext, admin: User, code: str, client: ClientInfo) -> None:
-    """The administrator's own TOTP code, spent like a sign-in code (replay-safe, counted by their backoff)."""
+    """The administrator's own authenticator code, proved through the second-step engine as a step-up is
+    (replay-safe, counted by their backoff)."""
     with ctx.uow() as uow:
-        subjects = [throttling.second_factor_of(ctx, uow, admin.id)]
         has_totp = uow.totp.get_active(admin.id) is not None
     if not has_totp:
         raise InvalidCode("Set up your own authenticator app first: this action is confirmed with its code.")
-    reservation = throttling.reserve(ctx, subjects)
-    with ctx.uow() as uow:
-        result = factors.check(ctx, uow, admin.id, Method.TOTP, code)
-        if not result.ok:
-            throttling.record_escalations(ctx, uow, reservation, client, admin)
-            failed = factors.failure_details(result)
-            audit.record(ctx, uow, EventType.STEP_UP_FAILED, client=client, actor=admin, subject=admin, details=failed)
-            uow.commit()
-            raise InvalidCode()
-        throttling.settle_success(ctx, uow, subjects)
-        factors.record_success(ctx, uow, admin, result, EventType.STEP_UP_SUCCEEDED, client)
-        uow.commit()
+    attempt = second_step.Attempt(Purpose.STEP_UP, client)
+    step = second_step.Recorded(ctx, EventType.STEP_UP_SUCCEEDED, client)
+    outcome = second_step.prove(ctx, attempt, user_id=admin.id, method=Method.TOTP, code=code, step=step)
+    if isinstance(outcome, second_step.Refused):
+        raise outcome.error
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from nidan import __version__
 from nidan.bootstrap import Runtime, build_runtime, serving_services
 from nidan.config import Settings, load_settings
 from nidan.web import forward_auth, pages
-from nidan.web.api.v1 import admin, apps, auth, events, me, organisations, tokens, verify
+from nidan.web.api.v1 import admin, apps, auth, devices, events, me, organisations, tokens, verify
 from nidan.web.client_address import parse_networks
 from nidan.web.correlation import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from nidan.web.openapi import with_security
@@ -91,6 +91,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(me.router)
     app.include_router(events.router)
     app.include_router(tokens.router)
+    app.include_router(devices.router)
     app.include_router(admin.router)
     app.include_router(organisations.router)
     app.include_router(apps.router)

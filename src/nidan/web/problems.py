@@ -39,7 +39,7 @@ _HTTP_CODES = {
     401: ("authentication_required", errors.AuthenticationRequired.default_message),
     403: ("forbidden", "You are not allowed to do this."),
     404: ("not_found", "Nothing was found at this address. Check the URL."),
-    405: ("method_not_allowed", "This address does not accept that HTTP method."),
+    405: ("http_method_not_allowed", "This address does not accept that HTTP method."),
     413: ("payload_too_large", "The request body is too large."),
     415: ("unsupported_media_type", "Send the request body as JSON (Content-Type: application/json)."),
 }

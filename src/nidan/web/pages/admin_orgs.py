@@ -18,7 +18,7 @@ from starlette.datastructures import FormData
 
 from nidan.core.models import Method, OrgRole, User
 from nidan.core.organisations import Member
-from nidan.core.policy import MAX_GRACE_DAYS, OrgPolicy, TwoFactorPolicy, checked_policy
+from nidan.core.policy import MAX_GRACE_DAYS, MAX_REMEMBER_DEVICE_DAYS, OrgPolicy, TwoFactorPolicy, checked_policy
 from nidan.core.roles import (
     Standing,
     grantable_roles,
@@ -75,12 +75,15 @@ class PolicyFields:
     grace_period_days: str
     methods: frozenset[str]
     tolerated_failures: str
+    #: Empty: the instance's setting.
+    remember_device_days: str = ""
 
     @classmethod
     def of(cls, policy: OrgPolicy) -> PolicyFields:
         tolerated = "" if policy.tolerated_failures is None else str(policy.tolerated_failures)
+        remember = "" if policy.remember_device_days is None else str(policy.remember_device_days)
         methods = frozenset(m.value for m in policy.allowed_methods)
-        return cls(policy.two_factor.value, str(policy.grace_period_days), methods, tolerated)
+        return cls(policy.two_factor.value, str(policy.grace_period_days), methods, tolerated, remember)
 
     @classmethod
     def read(cls, form: FormData) -> PolicyFields:
@@ -90,6 +93,7 @@ class PolicyFields:
             grace_period_days=form_field(form, "grace_period_days", 16).strip(),
             methods=frozenset(methods | {Method.TOTP.value}),
             tolerated_failures=form_field(form, "tolerated_failures", 16).strip(),
+            remember_device_days=form_field(form, "remember_device_days", 16).strip(),
         )
 
     def policy(self, instance_tolerated: int) -> OrgPolicy:
@@ -102,8 +106,21 @@ class PolicyFields:
         tolerated = None
         if self.tolerated_failures:
             tolerated = _number(self.tolerated_failures, "Tolerated failures are 0 to 1000, or empty.")
+        remember = None
+        if self.remember_device_days:
+            remember = _number(
+                self.remember_device_days,
+                f"A browser may be remembered for 0 to {MAX_REMEMBER_DEVICE_DAYS} days, or leave it empty.",
+            )
         methods = [m for m in Method if m.value in self.methods]
-        return checked_policy(two_factor, grace, methods, tolerated, instance_tolerated=instance_tolerated)
+        return checked_policy(
+            two_factor,
+            grace,
+            methods,
+            tolerated,
+            instance_tolerated=instance_tolerated,
+            remember_device_days=remember,
+        )
 
 
 def _number(value: str, message: str) -> int:
@@ -199,6 +216,8 @@ def _org_page(
         role_labels=ROLE_LABELS,
         max_grace_days=MAX_GRACE_DAYS,
         instance_tolerance=ctx.backoff.tolerated_failures,
+        max_remember_days=MAX_REMEMBER_DEVICE_DAYS,
+        instance_remember_days=ctx.remember_device_days,
         new_member=new_member or NewMember(managed=access.make_managed),
         failure=failure,
         path=org_path(organisation.slug),
@@ -258,6 +277,7 @@ def _preview_page(
         policy_labels=POLICY_LABELS,
         role_labels=ROLE_LABELS,
         instance_tolerance=ctx.backoff.tolerated_failures,
+        instance_remember_days=ctx.remember_device_days,
         first_in_line=failure is not None and failure.code == EnableTwoFactorFirst.code,
         problem=failure,
         path=org_path(organisation.slug),
@@ -300,6 +320,7 @@ def apply_policy(
             grace_period_days=proposed.grace_period_days,
             allowed_methods=proposed.allowed_methods,
             tolerated_failures=proposed.tolerated_failures,
+            remember_device_days=proposed.remember_device_days,
             actor=session.user,
             client=client,
         )

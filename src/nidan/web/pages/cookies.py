@@ -1,4 +1,5 @@
-"""The cookies pages use: the session, and the short-lived sign-in attempt between password and code.
+"""The cookies pages use: the session, the short-lived sign-in attempt between password and code, and a remembered
+browser's token.
 
 Under https every cookie carries the ``__Host-`` prefix and ``Secure``: the browser then refuses it from any other
 host or path, so a sibling subdomain cannot plant one. All are HttpOnly: no script ever reads them.
@@ -6,6 +7,7 @@ host or path, so a sibling subdomain cannot plant one. All are HttpOnly: no scri
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Response
@@ -17,6 +19,8 @@ from nidan.services.context import ServiceContext
 from nidan.web.deps import cookies_secure, services, session_cookie_name
 
 MFA_COOKIE = "nidan_mfa"
+#: "Don't ask again on this device": a remembered browser's rotating token (``services/devices.py``).
+DEVICE_COOKIE = "nidan_device"
 SameSite = Literal["lax", "strict"]
 #: The session cookie this answer sets ('' when it clears it), for the forms rendered into the same answer.
 _NEW_SESSION_STATE = "nidan_new_session"
@@ -104,6 +108,19 @@ def mfa_from_cookie(request: Request) -> tuple[str, str] | None:
 
 def clear_mfa(request: Request, response: Response) -> None:
     delete_cookie(request, response, cookie_name(request, MFA_COOKIE), "strict")
+
+
+# --- a remembered browser ---------------------------------------------------------------------------------------
+
+
+def set_device(request: Request, response: Response, ctx: ServiceContext, token: str, expires_at: datetime) -> None:
+    """The browser's remembered-device token, until it expires; each use replaces it (the token rotates)."""
+    max_age = max(1, int((expires_at - ctx.clock.now()).total_seconds()))
+    set_cookie(request, response, cookie_name(request, DEVICE_COOKIE), token, max_age, "strict")
+
+
+def device_from_cookie(request: Request) -> str | None:
+    return request.cookies.get(cookie_name(request, DEVICE_COOKIE)) or None
 
 
 # --- the signed-in person, for page routes -------------------------------------------------------------------------

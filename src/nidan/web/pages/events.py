@@ -58,6 +58,11 @@ LABELS: dict[str, str] = {
     EventType.MEMBER_REMOVED: "Removed from an organisation",
     EventType.ADMIN_RECOVERED: "Administrator access recovered on the server",
     EventType.RECOVERY_LINK_USED: "Recovery link used",
+    EventType.DEFAULT_METHOD_CHANGED: "Default verification method changed",
+    EventType.REMEMBERED_DEVICE_ADDED: "Browser remembered: it skips the second step",
+    EventType.REMEMBERED_DEVICE_REPLAYED: "Remembered browser forgotten: its token was used twice (copied?)",
+    EventType.REMEMBERED_DEVICE_FORGOTTEN: "Remembered browser forgotten",
+    EventType.REMEMBERED_DEVICES_FORGOTTEN: "All remembered browsers forgotten by an administrator",
 }
 
 

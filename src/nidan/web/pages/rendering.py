@@ -52,6 +52,7 @@ NOTICES: dict[str, str] = {
         "a new one now."
     ),
     "token_revoked": "The token was revoked: nothing can sign in with it any more.",
+    "device_forgotten": "The browser was forgotten: signing in there asks for the second step again.",
     "app_removed": "The application was removed: its API key no longer works.",
     "two_factor_reset": (
         "Two-step verification was reset: their authenticator app and recovery codes no longer work, and they were "
@@ -67,6 +68,7 @@ NOTICES: dict[str, str] = {
     "member_added": "The member was added.",
     "member_changed": "The member's role was changed.",
     "member_removed": "The member was removed from the organisation.",
+    "default_method_changed": "Done: signing in asks for your chosen method first.",
     "reauthenticated": (
         "Confirmed: it's you. You can change your security settings now without being asked again for a few minutes."
     ),

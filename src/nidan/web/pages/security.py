@@ -1,4 +1,5 @@
-"""The account security page: turn on an authenticator app, recovery codes, turning two-step verification off.
+"""The account security page: turn on an authenticator app, recovery codes, turning two-step verification off,
+and the browsers remembered at sign-in (each with a button to forget it).
 
 Pages that show a secret (the TOTP key, recovery codes) are rendered straight into the POST answer that made it:
 the secret never travels in a URL, and no address can show it again later.
@@ -7,14 +8,15 @@ the secret never travels in a URL, and no address can show it again later.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
-from nidan.core.models import ClockObservation, User
+from nidan.core.models import ClockObservation, Method, User
 from nidan.core.roles import is_instance_admin
-from nidan.errors import InvalidCode, TotpEnrollmentNotStarted
-from nidan.services import enrollment, signin, user_admin
+from nidan.errors import InvalidCode, InvalidInput, MethodNotAllowed, MethodNotAvailable, TotpEnrollmentNotStarted
+from nidan.services import devices, enrollment, second_step, signin, stepup, user_admin
 from nidan.web.deps import Client, Services
 from nidan.web.pages import cookies
 from nidan.web.pages.cookies import EnrollingPageSession, PageSession
@@ -25,6 +27,8 @@ from nidan.web.problems import status_for
 from nidan.web.qr import qr_svg
 
 router = APIRouter(include_in_schema=False)
+
+DeviceId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def group_key(secret: str, size: int = 4) -> str:
@@ -53,7 +57,24 @@ def security_page(request: Request, ctx: Services, session: PageSession) -> Resp
         state=state,
         clock_observation=latest,
         clock_offset=describe_offset(latest) if latest else None,
+        devices=devices.devices_of(ctx, session.user.id),
+        default_choices=stepup.default_choices(ctx, session.user),
+        default_method=session.user.default_method,
     )
+
+
+@router.post("/security/default-method")
+def choose_default_method(
+    request: Request, form: CheckedForm, ctx: Services, session: PageSession, client: Client
+) -> Response:
+    chosen = next((m for m in Method if m.value == field(form, "method", 32)), None)
+    if chosen is None:
+        return redirect("/security")
+    try:
+        second_step.choose_default(ctx, session.user, chosen, client)
+    except (InvalidInput, MethodNotAllowed, MethodNotAvailable):
+        return redirect("/security")  # the page offers only what may be chosen: an old tab, a forged form
+    return redirect("/security", "default_method_changed")
 
 
 def _enrolment_page(request: Request, ctx: Services, user: User, *, replacing: bool) -> Response:
@@ -184,3 +205,12 @@ def disable_totp(request: Request, form: CheckedForm, ctx: Services, session: Pa
         return ask
     enrollment.disable_totp(ctx, session.user, client=client)
     return redirect("/security", "disabled")
+
+
+@router.post("/security/devices/{device_id}/forget")
+def forget_device(
+    request: Request, device_id: DeviceId, form: CheckedForm, ctx: Services, session: PageSession, client: Client
+) -> Response:
+    # Forgetting only takes a shortcut away: no confirmation of who you are, as for revoking a token.
+    devices.forget(ctx, session.user, device_id, client=client)
+    return redirect("/security", "device_forgotten")

@@ -21,6 +21,7 @@ from nidan.core.models import Method
 from nidan.errors import (
     InvalidCode,
     InvalidCredentials,
+    MethodNotAllowed,
     MethodNotAvailable,
     RateLimited,
     ReauthenticationRequired,
@@ -58,14 +59,6 @@ def safe_next(value: str | None) -> str:
     return DEFAULT_NEXT
 
 
-def _method_shown(methods: list[stepup.ReauthMethod], requested: str | None) -> str:
-    if stepup.PASSWORD in methods:
-        return stepup.PASSWORD
-    if requested == Method.RECOVERY_CODE.value and Method.RECOVERY_CODE in methods:
-        return Method.RECOVERY_CODE.value
-    return Method.TOTP.value
-
-
 def confirm_page(
     request: Request,
     ctx: ServiceContext,
@@ -77,11 +70,18 @@ def confirm_page(
     failure: SupportDetails | None = None,
     prompt: SupportDetails | None = None,
     headers: dict[str, str] | None = None,
+    retry_after: int = 0,
 ) -> Response:
+    """The form of the method asked for (when the person can use it; else their default, or the password when they
+    have no second factor), with their other options."""
     user = session.user
-    methods = stepup.methods(ctx, user.id)
-    shown = _method_shown(methods, method)
-    other = Method.TOTP.value if shown == Method.RECOVERY_CODE.value else Method.RECOVERY_CODE.value
+    offered = stepup.options(ctx, user)
+    shown = next((o.method for o in offered if o.method.value == method), None)
+    shown = shown or (offered[0].method if offered else None)
+
+    def option_href(other: Method) -> str:
+        return "/security/reauth?" + urlencode({"method": other.value, "next": next_path})
+
     response = render(
         request,
         "reauth.html",
@@ -89,9 +89,10 @@ def confirm_page(
         username=user.username,
         problem=failure,
         prompt=prompt,
-        method=shown,
-        can_switch=shown != stepup.PASSWORD and Method.RECOVERY_CODE in methods,
-        switch_href="/security/reauth?" + urlencode({"method": other, "next": next_path}),
+        method=shown.value if shown is not None else stepup.PASSWORD,
+        others=[o for o in offered if o.method is not shown],
+        option_href=option_href,
+        retry_after=retry_after,
         next_path=next_path,
         window_minutes=max(1, int(ctx.step_up_window.total_seconds() // 60)),
     )
@@ -139,13 +140,21 @@ def reauth(request: Request, form: CheckedForm, ctx: Services, session: PageSess
     if chosen == stepup.PASSWORD:
         method, secret = stepup.PASSWORD, field(form, "password", MAX_PASSWORD_LENGTH + 1)
     else:
-        method = Method.RECOVERY_CODE if chosen == Method.RECOVERY_CODE.value else Method.TOTP
+        method = next((m for m in Method if m.value == chosen), Method.TOTP)
         secret = field(form, "code", 64)
     try:
         if len(secret) > MAX_PASSWORD_LENGTH:
             raise InvalidCredentials()
         result = stepup.reauthenticate(ctx, session_token=token, method=method, secret=secret, client=client)
-    except (InvalidCode, InvalidCredentials, MethodNotAvailable, RateLimited, VerificationLocked) as exc:
+    except (
+        InvalidCode,
+        InvalidCredentials,
+        MethodNotAvailable,
+        MethodNotAllowed,
+        RateLimited,
+        VerificationLocked,
+    ) as exc:
+        wait = exc.retry_after_seconds if isinstance(exc, RateLimited) else 0
         return confirm_page(
             request,
             ctx,
@@ -155,6 +164,7 @@ def reauth(request: Request, form: CheckedForm, ctx: Services, session: PageSess
             method=chosen,
             failure=problem(exc, session.user.username),
             headers=error_headers(exc),
+            retry_after=exc.blocked_seconds if isinstance(exc, InvalidCode) else wait,
         )
     response = redirect(target, "reauthenticated")
     cookies.set_session(request, response, ctx, result.session_token)

@@ -1,5 +1,6 @@
 // nidan pages work without JavaScript; this only adds the Print and Copy buttons of the pages that show a secret once
-// (recovery codes: a list, one code a line; a new token or API key: one element).
+// (recovery codes: a list, one code a line; a new token or API key: one element), and counts down to when a person
+// told to wait may try again (the button stays disabled until then).
 // Loaded from /static (the Content-Security-Policy allows no inline script).
 (function () {
   "use strict";
@@ -57,7 +58,33 @@
     }
   }
 
+  function waitingSentence(seconds) {
+    return "You can try again in " + seconds + (seconds === 1 ? " second." : " seconds.");
+  }
+
+  function countDown(note) {
+    var button = document.getElementById(note.getAttribute("data-countdown-for"));
+    var left = parseInt(note.getAttribute("data-seconds"), 10);
+    if (!button || !(left > 0)) {
+      return;
+    }
+    var until = Date.now() + left * 1000;
+    button.disabled = true;
+    function tick() {
+      left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        button.disabled = false;
+        note.textContent = "You can try again now.";
+        return;
+      }
+      note.textContent = waitingSentence(left);
+      setTimeout(tick, 250);
+    }
+    tick();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-countdown-for]").forEach(countDown);
     document.querySelectorAll("button[data-action]").forEach(function (button) {
       var action = button.getAttribute("data-action");
       button.hidden = false;

@@ -11,12 +11,13 @@ from pydantic import BaseModel
 
 from nidan.core.models import Method
 from nidan.errors import AuthenticationRequired
-from nidan.services import signin, stepup
+from nidan.services import second_step, signin, stepup
 from nidan.web.api.v1.schemas import (
     AuthenticatedResponse,
     LoginRequest,
     MfaRequest,
     MfaRequiredResponse,
+    OptionOut,
     ReauthRequest,
     SetupRequiredResponse,
 )
@@ -32,6 +33,9 @@ def authenticated(ctx: Services, result: signin.Authenticated) -> AuthenticatedR
         session_token=result.session_token,
         expires_in=int(ctx.session_lifetime.total_seconds()),
         two_factor_due=result.two_factor_due,
+        second_factor="remembered_device" if result.second_factor == signin.REMEMBERED_DEVICE else None,
+        device_token=result.device_token,
+        device_expires_at=result.device_expires_at,
     )
 
 
@@ -56,7 +60,9 @@ def answer(model: BaseModel) -> JSONResponse:
 
 LOGIN_DESCRIPTION = """
 Answers one of: `authenticated` (a session; `two_factor_due` when an organisation requires two-step verification
-that is not set up yet, in its grace period), `mfa_required` (send a code to POST /api/v1/auth/mfa), or
+that is not set up yet, in its grace period; `second_factor: remembered_device` with the next `device_token` when a
+remembered device's token stood in for the second step), `mfa_required` (send a code to POST /api/v1/auth/mfa,
+by one of `options`, `default_method` first), or
 `mfa_setup_required` (an organisation requires two-step verification, or an administrator reset it: the
 `setup_token` allows only setting it up, see POST /api/v1/me/totp).
 """
@@ -73,7 +79,9 @@ async def login(request: Request, body: LoginRequest, ctx: Services, client: Cli
     # The password's argon2id runs on the hashing threads, awaited here: no request thread waits for it. On
     # embedded SQLite the rest takes microseconds and runs here too; a database server's round trips go to a
     # request thread a stretch at a time.
-    steps = signin.login_steps(ctx, username=body.username, password=body.password, client=client)
+    steps = signin.login_steps(
+        ctx, username=body.username, password=body.password, client=client, device_token=body.device_token
+    )
     in_thread = not request.app.state.storage_is_embedded
     result = await awaiting_hashes(ctx.passwords, steps, in_thread=in_thread)
     if isinstance(result, signin.MfaRequired):
@@ -81,6 +89,8 @@ async def login(request: Request, body: LoginRequest, ctx: Services, client: Cli
             MfaRequiredResponse(
                 mfa_token=result.mfa_token,
                 methods=result.methods,
+                options=[OptionOut(method=o.method, id=o.id, label=o.label) for o in result.options],
+                default_method=result.default_method,
                 expires_in=int(ctx.mfa_token_lifetime.total_seconds()),
             )
         )
@@ -90,18 +100,24 @@ async def login(request: Request, body: LoginRequest, ctx: Services, client: Cli
 @router.post(
     "/mfa",
     response_model=AuthenticatedResponse | SetupRequiredResponse,
-    responses=errors_documented(401, 409, 422, 429),
+    responses=errors_documented(401, 403, 409, 422, 429),
     summary="Second step: a code from the authenticator app or a recovery code",
     description="A session, or `mfa_setup_required` when an administrator asked for two-step verification to be "
     "set up again (the code proved who it is; the `setup_token` allows only the new setup).",
 )
 async def mfa(request: Request, body: MfaRequest, ctx: Services, client: Client) -> JSONResponse:
     check = partial(
-        signin.complete_mfa, ctx, mfa_token=body.mfa_token, method=body.method, code=body.code, client=client
+        signin.complete_mfa,
+        ctx,
+        mfa_token=body.mfa_token,
+        method=body.method,
+        code=body.code,
+        client=client,
+        remember_device=body.remember_device,
     )
     # An authenticator code on embedded SQLite is checked in microseconds: right here, as the verify API checks
     # one, not worth a trip to a thread. A recovery code (argon2id) or a database server's round trips are.
-    inline = request.app.state.storage_is_embedded and body.method is Method.TOTP
+    inline = request.app.state.storage_is_embedded and not second_step.plugin(body.method).slow
     return answer(signed_in(ctx, check() if inline else await run_in_threadpool(check)))
 
 

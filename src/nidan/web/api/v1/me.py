@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from nidan.services import enrollment, signin
+from nidan.services import enrollment, second_step, signin
 from nidan.web.api.v1.schemas import (
     CodeRequest,
+    DefaultMethodRequest,
+    DefaultMethodResponse,
     MeResponse,
     RecoveryCodesResponse,
     SecondFactorState,
@@ -14,7 +16,7 @@ from nidan.web.api.v1.schemas import (
     TotpEnrollmentResponse,
     clock_observations_out,
 )
-from nidan.web.deps import Client, Enrolling, RecentlyVerified, Services
+from nidan.web.deps import Client, Enrolling, RecentlyVerified, Services, SignedIn
 from nidan.web.openapi import errors_documented
 from nidan.web.qr import qr_svg
 
@@ -97,3 +99,19 @@ def disable_totp(ctx: Services, session: RecentlyVerified, client: Client) -> Re
 def regenerate_recovery_codes(ctx: Services, session: RecentlyVerified, client: Client) -> RecoveryCodesResponse:
     codes = enrollment.regenerate_recovery_codes(ctx, session.user, client=client)
     return RecoveryCodesResponse(recovery_codes=codes)
+
+
+@router.put(
+    "/default-method",
+    response_model=DefaultMethodResponse,
+    responses=errors_documented(401, 403, 409, 422),
+    summary="Choose the method a sign-in offers first",
+    description="The method must be one you set up and your organisations allow (409 `method_not_available`, 403 "
+    "`method_not_allowed`); a fallback (`recovery_code`) cannot be the default (422). Sign-in lists it first in "
+    "`options` and names it `default_method`.",
+)
+def choose_default_method(
+    body: DefaultMethodRequest, ctx: Services, session: SignedIn, client: Client
+) -> DefaultMethodResponse:
+    second_step.choose_default(ctx, session.user, body.method, client)
+    return DefaultMethodResponse(default_method=body.method)

@@ -15,7 +15,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from nidan.core.models import Method, OrgRole
 from nidan.core.organisations import SLUG_PATTERN, Organisation
-from nidan.core.policy import MAX_GRACE_DAYS, MAX_TOLERATED_FAILURES, OrgPolicy, TwoFactorPolicy
+from nidan.core.policy import (
+    MAX_GRACE_DAYS,
+    MAX_REMEMBER_DEVICE_DAYS,
+    MAX_TOLERATED_FAILURES,
+    OrgPolicy,
+    TwoFactorPolicy,
+)
 from nidan.core.usernames import username_key
 from nidan.errors import MemberExists, NotPermitted
 from nidan.services import organisations
@@ -49,6 +55,11 @@ class PolicyOut(BaseModel):
     allowed_methods: list[Method]
     tolerated_failures: int | None = Field(
         description="Wrong codes tolerated before the backoff blocks, for members; null: the instance's setting."
+    )
+    remember_device_days: int | None = Field(
+        description="Days a member's browser may skip the second step once they ask to be remembered there (0: "
+        "never); null: the instance's setting (`policy.remember_device_days`). A member of several organisations "
+        "gets the smallest."
     )
 
 
@@ -100,6 +111,7 @@ class CreateRequest(BaseModel):
 #: Integers as JSON Schema has them (``json_integer``), with their bounds.
 GraceDays = Annotated[int, Field(ge=0, le=MAX_GRACE_DAYS), BeforeValidator(json_integer)]
 ToleratedFailures = Annotated[int, Field(ge=0, le=MAX_TOLERATED_FAILURES), BeforeValidator(json_integer)]
+RememberDays = Annotated[int, Field(ge=0, le=MAX_REMEMBER_DEVICE_DAYS), BeforeValidator(json_integer)]
 
 
 class PolicyRequest(BaseModel):
@@ -116,6 +128,12 @@ class PolicyRequest(BaseModel):
         description="Wrong codes tolerated before the backoff blocks, for members; null: the instance's setting. An "
         "organisation may be stricter than the instance, never laxer: a count above the instance's "
         "`rate_limit.tolerated_failures` is refused with 422 `tolerance_above_instance`.",
+    )
+    remember_device_days: RememberDays | None = Field(
+        default=None,
+        description=f"Days (0 to {MAX_REMEMBER_DEVICE_DAYS}) a member's browser may skip the second step once they "
+        "ask to be remembered there; 0: never; null: the instance's setting. A member of several organisations gets "
+        "the smallest. A browser is never remembered longer than when it was remembered, nor longer than this now.",
     )
 
 
@@ -162,6 +180,7 @@ def _policy_out(policy: OrgPolicy) -> PolicyOut:
         grace_period_days=policy.grace_period_days,
         allowed_methods=[m for m in Method if m in policy.allowed_methods],
         tolerated_failures=policy.tolerated_failures,
+        remember_device_days=policy.remember_device_days,
     )
 
 
@@ -230,6 +249,7 @@ def set_policy(
         grace_period_days=body.grace_period_days,
         allowed_methods=body.allowed_methods,
         tolerated_failures=body.tolerated_failures,
+        remember_device_days=body.remember_device_days,
         actor=manager.user,
         client=client,
     )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from nidan.core.models import ClockObservation, Method
+from nidan.services import second_step
 
 #: The largest ids and counters the columns hold (``nidan.db.tables``): an ``Integer`` column is int4 on PostgreSQL,
 #: a ``BigInteger`` int8 (and SQLite's integers stop at int8 too). A number past them is a 422, never a 500.
@@ -81,12 +82,24 @@ class _Request(BaseModel):
 class LoginRequest(_Request):
     username: str = Field(min_length=1, max_length=256)
     password: str = Field(min_length=1, max_length=1024)
+    device_token: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The token of a remembered device (from an earlier `device_token`): when it is valid the answer "
+        "is `authenticated` without a second step, with the next token to keep (this one stops working). When it "
+        "is not (unknown, expired, forgotten, copied) the sign-in simply goes on to `mfa_required`.",
+    )
 
 
 class MfaRequest(_Request):
     mfa_token: str = Field(min_length=1, max_length=256)
     method: Method
     code: str = Field(min_length=1, max_length=64)
+    remember_device: bool = Field(
+        default=False,
+        description="Don't ask for the second step again on this device, for as many days as the user's policy "
+        "allows (`remember_device_days`; when it is 0 nothing is remembered): the answer carries a `device_token`.",
+    )
 
 
 class CodeRequest(_Request):
@@ -129,6 +142,15 @@ class AuthenticatedResponse(BaseModel):
         description="An organisation requires two-step verification and it is not set up: remind the user; after "
         "this time the sign-in leads into setup.",
     )
+    second_factor: Literal["remembered_device"] | None = Field(
+        default=None, description="`remembered_device`: a remembered device's token stood in for the second step."
+    )
+    device_token: str | None = Field(
+        default=None,
+        description="Keep it and send it with the next sign-in (POST /api/v1/auth/login) to skip the second step; "
+        "shown once. Each use answers the next one and ends this one; using an ended one again forgets the device.",
+    )
+    device_expires_at: datetime | None = Field(default=None, description="When `device_token` stops working.")
 
 
 class SetupRequiredResponse(BaseModel):
@@ -145,10 +167,26 @@ class SetupRequiredResponse(BaseModel):
     )
 
 
+class OptionOut(BaseModel):
+    """One thing the person can verify with: send its ``method`` to POST /api/v1/auth/mfa."""
+
+    method: Method
+    id: str = Field(description="Tells two of one method apart (two security keys); the method's name otherwise.")
+    label: str = Field(description="What to show, in words; never a secret (phone numbers are masked).")
+
+
 class MfaRequiredResponse(BaseModel):
     status: Literal["mfa_required"] = "mfa_required"
     mfa_token: str = Field(description="Send it to /api/v1/auth/mfa with a code; it lives 5 minutes.")
-    methods: list[Method]
+    methods: list[Method] = Field(description="The methods of `options`, each once, the default first.")
+    options: list[OptionOut] = Field(
+        description='Everything the person can verify with, the default first: offer the default and a "use a '
+        'different verification option" list of the rest.'
+    )
+    default_method: Method | None = Field(
+        description="The user's chosen method (PUT /api/v1/me/default-method) when they can use it, else the first "
+        "that is not a fallback."
+    )
     expires_in: int
 
 
@@ -184,6 +222,17 @@ class MeResponse(BaseModel):
     setup_only: bool = Field(
         default=False, description="This is a setup_token: set up two-step verification before anything else."
     )
+
+
+class DefaultMethodRequest(_Request):
+    method: Method = Field(
+        description="A method you set up that is not a fallback (not `recovery_code`).",
+        json_schema_extra={"enum": [m.value for m in second_step.defaultable_methods()]},
+    )
+
+
+class DefaultMethodResponse(BaseModel):
+    default_method: Method
 
 
 class TotpEnrollmentResponse(BaseModel):

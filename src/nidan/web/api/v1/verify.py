@@ -91,7 +91,7 @@ async def answer(state: State, call: verify.VerifyCall) -> dict[str, object]:
     # recovery code's argon2id would hold that transaction's locks: it goes to the thread pool on its own.
     queue: VerifyQueue | None = state.verify_queue
     ctx: ServiceContext = state.services
-    if queue is not None and call.is_totp:
+    if queue is not None and call.is_fast:
         result = await queue.check(call)
     else:
         result = await run_in_threadpool(verify.verify_call, ctx, call)

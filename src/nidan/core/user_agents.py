@@ -1,0 +1,47 @@
+"""A browser's User-Agent in words people recognise ("Chrome on Windows"), for lists of remembered browsers.
+
+Only the common browsers and systems are named; anything else is "Unknown browser". The words only help people
+tell their devices apart: a User-Agent is whatever the client sends, so nothing is ever decided on it.
+"""
+
+from __future__ import annotations
+
+import re
+
+UNKNOWN_BROWSER = "Unknown browser"
+
+#: Most specific first: Edge, Opera, Samsung Internet and Vivaldi also say "Chrome", and Chrome also says "Safari".
+_BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("Edge", re.compile(r"\bEdg(?:e|A|iOS)?/")),
+    ("Opera", re.compile(r"\b(?:OPR|Opera|OPiOS)/")),
+    ("Samsung Internet", re.compile(r"\bSamsungBrowser/")),
+    ("Vivaldi", re.compile(r"\bVivaldi/")),
+    ("Firefox", re.compile(r"\b(?:Firefox|FxiOS)/")),
+    ("Chrome", re.compile(r"\b(?:Chrome|CriOS)/")),
+    ("Safari", re.compile(r"\bVersion/[\d.]+.*\bSafari/")),
+)
+#: Most specific first: Android and ChromeOS also say "Linux", iOS says "like Mac OS X".
+_SYSTEMS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("Android", re.compile(r"\bAndroid\b")),
+    ("iOS", re.compile(r"\b(?:iPhone|iPad|iPod)\b")),
+    ("ChromeOS", re.compile(r"\bCrOS\b")),
+    ("Windows", re.compile(r"\bWindows\b")),
+    ("macOS", re.compile(r"\b(?:Macintosh|Mac OS X)\b")),
+    ("Linux", re.compile(r"\bLinux\b")),
+)
+#: Enough of the string to find the names in; a longer one is cut (it came from the client).
+_LONGEST = 512
+
+
+def _first(candidates: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str | None:
+    return next((name for name, pattern in candidates if pattern.search(text)), None)
+
+
+def describe(user_agent: str | None) -> str:
+    """``Chrome on Windows``, ``Firefox``, ``Unknown browser on Linux``, or ``Unknown browser``."""
+    text = (user_agent or "")[:_LONGEST]
+    browser = _first(_BROWSERS, text)
+    system = _first(_SYSTEMS, text)
+    if system is None:
+        return browser or UNKNOWN_BROWSER
+    return f"{browser or UNKNOWN_BROWSER} on {system}"
