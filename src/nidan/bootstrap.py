@@ -23,9 +23,10 @@ from nidan.adapters.password_hashing import ThreadedPasswordHashing
 from nidan.config import Settings
 from nidan.core.backoff import BackoffPolicy
 from nidan.core.keys import HASH_KEY_FILE, PURPOSE_HASH, PURPOSE_PRIMARY, RETIRED_DIR, seal_file
+from nidan.core.maintenance_ports import ClockSyncProbe
 from nidan.core.passwords import PasswordHashing
 from nidan.core.policy import OrgPolicy
-from nidan.core.ports import Clock, ClockSyncProbe, RandomSource
+from nidan.core.ports import Clock, RandomSource
 from nidan.core.recovery import HashParameters
 from nidan.core.sealing import fingerprint
 from nidan.db import dump as db_dump

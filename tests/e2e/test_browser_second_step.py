@@ -74,6 +74,7 @@ def test_choosing_waiting_and_being_remembered(browser: Browser, environment: di
         page.click("button:has-text('Verify')")
         expect(page).to_have_url(re.compile(r"/security"))
         expect(page.locator("#devices")).to_be_visible()
+        shoot(page, tmp_path, "security-devices")
         sign_out(page)
 
         # Password only: the remembered browser stands in for the code.

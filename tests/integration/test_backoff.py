@@ -134,6 +134,41 @@ def test_credential_stuffing_from_one_address_slows_down_across_usernames(runtim
         signin.login(ctx, username="someone-else", password="Summer2026!", client=VICTIM)
 
 
+def test_a_sprayer_cannot_clear_the_address_by_signing_in_to_their_own_account(runtime: Runtime) -> None:
+    """A success forgives the address only the failures of the one who succeeded: an attacker's own account, signed
+    in between guesses, takes nothing off the count their guesses at other names built."""
+    ctx = runtime.services
+    make_user(ctx, "mallory")
+    tolerated = runtime.settings.rate_limit.ip_tolerated_failures
+    for index in range(tolerated):
+        with pytest.raises(InvalidCredentials):
+            signin.login(ctx, username=f"user{index}", password="Summer2026!", client=ATTACKER)
+    assert isinstance(signin.login(ctx, username="mallory", password=PASSWORD, client=ATTACKER), signin.Authenticated)
+    with pytest.raises(InvalidCredentials):  # the one more the address tolerates ... and it blocks
+        signin.login(ctx, username="user-next", password="Summer2026!", client=ATTACKER)
+    with pytest.raises(RateLimited):
+        signin.login(ctx, username="user-after", password="Summer2026!", client=ATTACKER)
+
+
+def test_a_person_who_gets_in_at_last_takes_their_own_failures_off_the_address(runtime: Runtime) -> None:
+    ctx = runtime.services
+    make_user(ctx)
+    tolerated = runtime.settings.rate_limit.ip_tolerated_failures
+    for index in range(tolerated - 1):  # colleagues behind the same address, each mistyping once
+        with pytest.raises(InvalidCredentials):
+            signin.login(ctx, username=f"colleague{index}", password="typo", client=VICTIM)
+    with pytest.raises(InvalidCredentials):
+        signin.login(ctx, username="alice", password="typo", client=VICTIM)
+    assert isinstance(signin.login(ctx, username="alice", password=PASSWORD, client=VICTIM), signin.Authenticated)
+    # alice's typo is forgiven, the colleagues' are not: the address tolerates exactly one more failure.
+    with pytest.raises(InvalidCredentials):
+        signin.login(ctx, username="colleague-x", password="typo", client=VICTIM)
+    with pytest.raises(InvalidCredentials):
+        signin.login(ctx, username="colleague-y", password="typo", client=VICTIM)
+    with pytest.raises(RateLimited):
+        signin.login(ctx, username="colleague-z", password="typo", client=VICTIM)
+
+
 def test_hard_limit_refuses_until_an_admin_clears_it(runtime: Runtime) -> None:
     ctx = runtime.services
     secret = totp_user(runtime)

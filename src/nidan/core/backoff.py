@@ -147,6 +147,15 @@ def after_settled_failure(state: ThrottleState, now: datetime, policy: BackoffPo
     return _with_failures(released, released.failures + 1, now, policy)
 
 
+def after_forgiving(state: ThrottleState, forgiven: int, policy: BackoffPolicy) -> ThrottleState:
+    """A shared counter (an address's) after one person's success: their turn ends and only their own ``forgiven``
+    failures are taken off; a block stays while what is left still earns one."""
+    released = _released(state)
+    failures = max(released.failures - forgiven, 0)
+    blocked = released.blocked_until if block_seconds(failures, policy) else None
+    return replace(released, failures=failures, blocked_until=blocked)
+
+
 def after_settled_success(state: ThrottleState) -> ThrottleState:
     """A reserved attempt succeeded: its turn ends and every failure before it is forgotten."""
     return replace(_released(state), failures=0, blocked_until=None, locked_at=None)

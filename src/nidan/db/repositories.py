@@ -16,10 +16,8 @@ from nidan.core.backoff import ThrottleState
 from nidan.core.models import (
     ClockObservation,
     InstanceRole,
-    MfaChallenge,
     NewUser,
     RecoveryCodeSet,
-    SessionRecord,
     TotpCredential,
     User,
 )
@@ -59,8 +57,6 @@ _CONSUME_STEP = Prepared(
 # them). In an UPDATE, bound names differ from column names: those are reserved for its SET clause.
 _codes = t.recovery_codes.c
 _code_sets = t.recovery_code_sets.c
-_sessions = t.sessions.c
-_challenges = t.mfa_challenges.c
 _RECORD_SIGN_IN = Prepared(
     update(t.users).where(_users.id == bindparam("user_id")).values(last_sign_in_at=bindparam("at"))
 )
@@ -68,44 +64,6 @@ _COUNT_UNUSED_CODES = Prepared(
     select(func.count().label("unused"))
     .select_from(t.recovery_codes.join(t.recovery_code_sets, _codes.set_id == _code_sets.id))
     .where(_code_sets.user_id == bindparam("user_id"), _code_sets.revoked_at.is_(None), _codes.used_at.is_(None))
-)
-_INSERT_SESSION = Prepared(
-    insert(t.sessions).returning(_sessions.id),
-    columns=("user_id", "token_hash", "created_at", "expires_at", "client_ip", "user_agent", "verified_at", "purpose"),
-)
-_LIVE_SESSION = (_sessions.token_hash == bindparam("session_hash"), _sessions.revoked_at.is_(None))
-_VALID_SESSION = Prepared(
-    select(
-        _sessions.id,
-        _sessions.user_id,
-        _sessions.created_at,
-        _sessions.expires_at,
-        _sessions.verified_at,
-        _sessions.purpose,
-    ).where(*_LIVE_SESSION, _sessions.expires_at > bindparam("now"))
-)
-_REVOKE_SESSION = Prepared(update(t.sessions).where(*_LIVE_SESSION).values(revoked_at=bindparam("at")))
-_INSERT_CHALLENGE = Prepared(
-    insert(t.mfa_challenges), columns=("user_id", "token_hash", "created_at", "expires_at", "attempts")
-)
-_VALID_CHALLENGE = (
-    _challenges.token_hash == bindparam("challenge_hash"),
-    _challenges.used_at.is_(None),
-    _challenges.expires_at > bindparam("now"),
-    _challenges.attempts < bindparam("max_attempts"),
-)
-_CHALLENGE_COLUMNS = (_challenges.id, _challenges.user_id, _challenges.expires_at, _challenges.attempts)
-_GET_CHALLENGE = Prepared(select(*_CHALLENGE_COLUMNS).where(*_VALID_CHALLENGE))
-_CLAIM_ATTEMPT = Prepared(
-    update(t.mfa_challenges)
-    .where(*_VALID_CHALLENGE)
-    .values(attempts=_challenges.attempts + 1)
-    .returning(*_CHALLENGE_COLUMNS)
-)
-_CONSUME_CHALLENGE = Prepared(
-    update(t.mfa_challenges)
-    .where(_challenges.id == bindparam("challenge_id"), _challenges.used_at.is_(None))
-    .values(used_at=bindparam("at"))
 )
 _INSERT_CLOCK_OBSERVATION = insert(t.clock_observations)
 
@@ -399,111 +357,6 @@ class SqlRecoveryCodeRepository(Repository):
         return int(_COUNT_UNUSED_CODES.first(self._c, {"user_id": user_id}).unused)
 
 
-class SqlSessionRepository(Repository):
-    def add(
-        self,
-        user_id: int,
-        token_hash: bytes,
-        at: datetime,
-        expires_at: datetime,
-        ip: str | None,
-        agent: str | None,
-        purpose: str = "full",
-        *,
-        verified: bool = True,
-    ) -> int:
-        row = {
-            "user_id": user_id,
-            "token_hash": token_hash,
-            "created_at": at,
-            "expires_at": expires_at,
-            "client_ip": ip,
-            "user_agent": agent[:512] if agent else None,
-            # A remembered browser's sign-in proved no second step now: it must not count as a recent verification.
-            "verified_at": at if verified else None,
-            "purpose": purpose,
-        }
-        return int(_INSERT_SESSION.first(self._c, row).id)
-
-    def get_valid(self, token_hash: bytes, now: datetime) -> SessionRecord | None:
-        row = _VALID_SESSION.first(self._c, {"session_hash": token_hash, "now": now})
-        if row is None:
-            return None
-        return SessionRecord(
-            id=row.id,
-            user_id=row.user_id,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            verified_at=row.verified_at,
-            purpose=row.purpose,
-        )
-
-    def revoke(self, token_hash: bytes, at: datetime) -> bool:
-        return _REVOKE_SESSION.rowcount(self._c, {"session_hash": token_hash, "at": at}) == 1
-
-    def revoke_by_id(self, session_id: int, at: datetime) -> bool:
-        c = t.sessions.c
-        result = self._c.execute(
-            update(t.sessions).where(c.id == session_id, c.revoked_at.is_(None)).values(revoked_at=at)
-        )
-        return result.rowcount == 1
-
-    def revoke_enrolments(self, user_id: int, at: datetime) -> int:
-        """End the user's enrolment-only sessions (2FA is set up: none may set it up again)."""
-        c = t.sessions.c
-        live = (c.user_id == user_id, c.purpose == "enrolment", c.revoked_at.is_(None))
-        return self._c.execute(update(t.sessions).where(*live).values(revoked_at=at)).rowcount
-
-    def revoke_all_for_user(self, user_id: int, at: datetime) -> int:
-        c = t.sessions.c
-        live = (c.user_id == user_id, c.revoked_at.is_(None), c.expires_at > at)
-        return self._c.execute(update(t.sessions).where(*live).values(revoked_at=at)).rowcount
-
-
-class SqlMfaChallengeRepository(Repository):
-    def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
-        _INSERT_CHALLENGE.rowcount(
-            self._c,
-            {"user_id": user_id, "token_hash": token_hash, "created_at": at, "expires_at": expires_at, "attempts": 0},
-        )
-
-    def get_valid(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
-        row = _GET_CHALLENGE.first(self._c, {"challenge_hash": token_hash, "now": now, "max_attempts": max_attempts})
-        if row is None:
-            return None
-        return MfaChallenge(id=row.id, user_id=row.user_id, expires_at=row.expires_at, attempts=row.attempts)
-
-    def claim_attempt(self, token_hash: bytes, now: datetime, max_attempts: int) -> MfaChallenge | None:
-        row = _CLAIM_ATTEMPT.first(self._c, {"challenge_hash": token_hash, "now": now, "max_attempts": max_attempts})
-        if row is None:
-            return None
-        return MfaChallenge(id=row.id, user_id=row.user_id, expires_at=row.expires_at, attempts=row.attempts)
-
-    def consume(self, challenge_id: int, at: datetime) -> bool:
-        return _CONSUME_CHALLENGE.rowcount(self._c, {"challenge_id": challenge_id, "at": at}) == 1
-
-
-class SqlSetupTokenRepository(Repository):
-    def replace(self, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
-        c = t.setup_tokens.c
-        self._c.execute(update(t.setup_tokens).where(c.used_at.is_(None)).values(used_at=at))
-        self._c.execute(insert(t.setup_tokens).values(token_hash=token_hash, created_at=at, expires_at=expires_at))
-
-    def is_valid(self, token_hash: bytes, now: datetime) -> bool:
-        c = t.setup_tokens.c
-        query = select(c.id).where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
-        return self._c.execute(query).first() is not None
-
-    def consume(self, token_hash: bytes, now: datetime) -> bool:
-        c = t.setup_tokens.c
-        result = self._c.execute(
-            update(t.setup_tokens)
-            .where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
-            .values(used_at=now)
-        )
-        return result.rowcount == 1
-
-
 class SqlClockObservationRepository(Repository):
     def add(self, user_id: int, observation: ClockObservation) -> None:
         self._c.execute(
@@ -525,29 +378,3 @@ class SqlClockObservationRepository(Repository):
             .limit(20)
         )
         return [ClockObservation(r.observed_at, r.offset_seconds, r.context) for r in rows]
-
-
-class SqlRecoveryLinkRepository(Repository):
-    def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
-        c = t.recovery_links.c
-        self._c.execute(update(t.recovery_links).where(c.user_id == user_id, c.used_at.is_(None)).values(used_at=at))
-        self._c.execute(
-            insert(t.recovery_links).values(
-                user_id=user_id, token_hash=token_hash, created_at=at, expires_at=expires_at
-            )
-        )
-
-    def consume(self, token_hash: bytes, now: datetime) -> int | None:
-        c = t.recovery_links.c
-        row = self._c.execute(
-            update(t.recovery_links)
-            .where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
-            .values(used_at=now)
-            .returning(c.user_id)
-        ).first()
-        return int(row.user_id) if row else None
-
-    def is_valid(self, token_hash: bytes, now: datetime) -> bool:
-        c = t.recovery_links.c
-        query = select(c.id).where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
-        return self._c.execute(query).first() is not None

@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from nidan.core import ports
 from nidan.db import repositories as r
+from nidan.db import sessions
 from nidan.db.access_tokens import SqlAccessTokenRepository, SqlApplicationRepository
 from nidan.db.audit import SqlAuditRepository
 from nidan.db.devices import SqlRememberedDeviceRepository
@@ -50,16 +51,16 @@ class _Repositories:
         self.organisations = SqlOrganisationRepository(connection)
         self.totp = r.SqlTotpRepository(connection)
         self.recovery_codes = r.SqlRecoveryCodeRepository(connection)
-        self.sessions = r.SqlSessionRepository(connection)
-        self.mfa_challenges = r.SqlMfaChallengeRepository(connection)
-        self.setup_tokens = r.SqlSetupTokenRepository(connection)
+        self.sessions = sessions.SqlSessionRepository(connection)
+        self.mfa_challenges = sessions.SqlMfaChallengeRepository(connection)
+        self.setup_tokens = sessions.SqlSetupTokenRepository(connection)
         self.clock_observations = r.SqlClockObservationRepository(connection)
         self.throttles = SqlThrottleRepository(connection)
         self._audit = SqlAuditRepository(connection)
         self.audit = self._audit
         self.access_tokens = SqlAccessTokenRepository(connection)
         self.applications = SqlApplicationRepository(connection)
-        self.recovery_links = r.SqlRecoveryLinkRepository(connection)
+        self.recovery_links = sessions.SqlRecoveryLinkRepository(connection)
         self.remembered_devices = SqlRememberedDeviceRepository(connection)
 
 

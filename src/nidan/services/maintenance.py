@@ -8,15 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nidan.core.ports import (
-    BackupArchives,
-    Clock,
-    ClockSyncProbe,
-    DatabaseAdmin,
-    KeyDirectory,
-    RandomSource,
-    UnitOfWorkFactory,
-)
+from nidan.core.maintenance_ports import BackupArchives, ClockSyncProbe, DatabaseAdmin, KeyDirectory
+from nidan.core.ports import Clock, RandomSource, UnitOfWorkFactory
 
 
 @dataclass(frozen=True)

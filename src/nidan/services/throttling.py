@@ -58,6 +58,9 @@ class Subject:
     scope: ThrottleScope
     key: str
     policy: BackoffPolicy
+    #: Counts everyone's failures (an address): a success forgives only the failures of the one who succeeded,
+    #: never the others' (or a sprayer with one account of their own could clear it between guesses).
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,7 @@ def password_subjects(ctx: ServiceContext, login_key: str, ip: str | None) -> li
     address = ip or UNKNOWN_ADDRESS
     return [
         Subject(ThrottleScope.PASSWORD, f"{name_key(ctx, login_key)}|{address}", ctx.password_backoff),
-        Subject(ThrottleScope.PASSWORD_FROM_IP, address, ctx.address_backoff),
+        Subject(ThrottleScope.PASSWORD_FROM_IP, address, ctx.address_backoff, shared=True),
     ]
 
 
@@ -127,7 +130,7 @@ def gate_subjects(ctx: ServiceContext, login_key: str, ip: str | None) -> list[S
     address = ip or UNKNOWN_ADDRESS
     return [
         Subject(ThrottleScope.GATE, f"{name_key(ctx, login_key)}|{address}", ctx.password_backoff),
-        Subject(ThrottleScope.GATE_FROM_IP, address, ctx.address_backoff),
+        Subject(ThrottleScope.GATE_FROM_IP, address, ctx.address_backoff, shared=True),
     ]
 
 
@@ -315,12 +318,30 @@ def outlook(counted: Reservation, now: datetime) -> Outlook:
 
 def settle_success(ctx: ServiceContext, uow: UnitOfWork, settled: Sequence[Subject] | Reservation) -> None:
     """In the successful attempt's transaction: the provisional failure and all before it are forgotten, and a turn
-    taken with ``take_turn`` ends."""
+    taken with ``take_turn`` ends. A shared subject (an address) forgives only the failures of the attempt's own
+    subjects (this username from this address), counted before they are reset."""
     now = ctx.clock.now()
     releasing = isinstance(settled, Reservation) and settled.pending
     subjects = settled.subjects if isinstance(settled, Reservation) else settled
-    for subject in subjects:
+    own = [subject for subject in subjects if not subject.shared]
+    forgiven = sum((uow.throttles.get(s.scope, s.key) or ThrottleState()).failures for s in own)
+    for subject in own:
         uow.throttles.reset(subject.scope, subject.key, now, releasing=releasing)
+    for subject in subjects:
+        if subject.shared:
+            _forgive(ctx, uow, subject, forgiven, releasing=releasing)
+
+
+def _forgive(ctx: ServiceContext, uow: UnitOfWork, subject: Subject, forgiven: int, *, releasing: bool) -> None:
+    for _ in range(MAX_ROUNDS):
+        now = ctx.clock.now()
+        current = uow.throttles.get(subject.scope, subject.key) or ThrottleState()
+        after = backoff.after_forgiving(current, forgiven, subject.policy)
+        if not releasing:
+            after = replace(after, pending=current.pending, pending_until=current.pending_until)
+        if after == current or uow.throttles.compare_and_set(subject.scope, subject.key, current, after, now):
+            return
+    raise RateLimited(1)
 
 
 @dataclass(frozen=True, slots=True)
