@@ -80,10 +80,11 @@ class PostgresDatabases:
     def url_for(self, name: str) -> str:
         return self.url.set(database=name).render_as_string(hide_password=False)
 
-    def create(self) -> str:
+    def create(self, template: str | None = None) -> str:
+        """A new database copied from ``template`` (default: the migrated, empty one)."""
         name = f"nidan_t_{uuid.uuid4().hex[:12]}"
         with self.admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+            c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template or self.template}"'))
         return name
 
     def drop(self, name: str) -> None:

@@ -64,7 +64,6 @@ import base64
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -78,7 +77,6 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.meta import CoveragePhaseData, CoverageScenario
 from schemathesis.specs.openapi import checks as openapi_checks
-from sqlalchemy import text
 
 from nidan.bootstrap import Runtime, build_runtime
 from nidan.config import PolicySettings, SecuritySettings, ServerSettings, Settings
@@ -252,13 +250,6 @@ def _seed(runtime: Runtime, clock: FixedClock, data_dir: Path, database_url: str
     )
 
 
-def _clone_postgres(postgres: PostgresDatabases, template: str) -> str:
-    name = f"nidan_f_{uuid.uuid4().hex[:12]}"
-    with postgres.admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    return name
-
-
 @pytest.fixture(scope="session", params=BACKENDS)
 def seeded(
     request: pytest.FixtureRequest,
@@ -352,7 +343,7 @@ def world(seeded: Seed, tmp_path: Path, postgres: PostgresDatabases | None) -> I
     else:
         assert postgres is not None
         template = seeded.database_url.rsplit("/", 1)[1]
-        name = _clone_postgres(postgres, template)
+        name = postgres.create(template)
         database_url = postgres.url_for(name)
     clock = FixedClock(seeded.clock_at)
     runtime = build_runtime(_settings(data_dir, database_url), clock=clock)
