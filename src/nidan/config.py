@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -221,6 +221,14 @@ class PolicySettings(_Section):
         return value
 
 
+class UiSettings(_Section):
+    """What people see."""
+
+    model_config = SettingsConfigDict(env_prefix="NIDAN_UI_", extra="forbid")
+    #: The language of pages and messages when neither the person, their browser nor the switcher chose one.
+    default_locale: Literal["en", "ja"] = "en"
+
+
 class Settings(_Section):
     model_config = SettingsConfigDict(env_prefix="NIDAN_", extra="forbid")
     data_dir: Path = Path("nidan-data")
@@ -238,12 +246,14 @@ class Settings(_Section):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
 
     SECTIONS: ClassVar[dict[str, type[_Section]]] = {
         "server": ServerSettings,
         "security": SecuritySettings,
         "rate_limit": RateLimitSettings,
         "policy": PolicySettings,
+        "ui": UiSettings,
     }
 
     @model_validator(mode="after")

@@ -5,16 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
 
+from nidan.bootstrap import Runtime
+from nidan.core.models import ClientInfo
 from nidan.db import engine as db_engine
 from nidan.db import tables
+from nidan.errors import ConfigurationError
+from nidan.services import accounts, signin
+from tests.helpers import PASSWORD
 
 
 def test_round_trip_and_schema_matches_models(database_url: str) -> None:
@@ -142,5 +149,114 @@ def test_0007_adds_remembered_devices_and_takes_them_away_again(database_url: st
             assert connection.execute(select(tables.users.c.username)).scalars().all() == ["alice"]
         assert "remembered_devices" not in inspect(engine).get_table_names()
     finally:
+        db_engine.upgrade(engine)
+        engine.dispose()
+
+
+def _old_key(username: str) -> str:
+    """A username's key before 0008: NFKC, spaces around dropped, case folded."""
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
+def test_0008_keeps_every_name_of_before_signing_in(runtime: Runtime, database_url: str) -> None:
+    """Users created under the ASCII rule (keys NFKC + case folded) sign in after the PRECIS rule took over with the
+    names they always used; ``ß`` is the one key that changes (kept, not folded to ``ss``)."""
+    ctx = runtime.services
+    for name in ("Alice", "bob.smith", "Straße"):
+        accounts.create_user(ctx, username=name, email="someone@example.com", password=PASSWORD)
+    engine = db_engine.make_engine(database_url)
+    users = tables.users.c
+    try:
+        db_engine.downgrade(engine, "0007")
+        with engine.connect() as connection:
+            keys = {
+                row.username: row.username_key for row in connection.execute(select(users.username, users.username_key))
+            }
+        assert keys == {name: _old_key(name) for name in ("Alice", "bob.smith", "Straße")}
+        assert keys["Straße"] == "strasse"
+        db_engine.upgrade(engine)
+        with engine.connect() as connection:
+            keys = {
+                row.username: row.username_key for row in connection.execute(select(users.username, users.username_key))
+            }
+        assert keys == {"Alice": "alice", "bob.smith": "bob.smith", "Straße": "straße"}
+    finally:
+        db_engine.upgrade(engine)
+        engine.dispose()
+    for typed in ("alice", "ALICE", "ａｌｉｃｅ", "bob.smith", "Straße", "STRAẞE"):
+        answer = signin.login(ctx, username=typed, password=PASSWORD, client=ClientInfo(ip="192.0.2.8"))
+        assert isinstance(answer, signin.Authenticated), typed
+
+
+def test_0008_stops_naming_the_users_whose_names_would_clash(database_url: str) -> None:
+    """Rows nidan did not write (another tool, an edited database) can hold names that become one under PRECIS, or
+    names it refuses: the upgrade names them and changes nothing."""
+    engine = db_engine.make_engine(database_url)
+    at = datetime(2026, 3, 14, tzinfo=UTC)
+    imported = [("Tanaka", "tanaka"), ("Ｔａｎａｋａ", "imported-tanaka"), ("p\u0430ypal", "imported-paypal")]
+    try:
+        db_engine.downgrade(engine, "0007")
+        with engine.begin() as connection:
+            for username, key in imported:
+                connection.execute(
+                    text(
+                        "INSERT INTO users (username, username_key, email, role, password_hash, created_at)"
+                        " VALUES (:username, :key, 'x@example.com', 'member', 'x', :at)"
+                    ),
+                    {"username": username, "key": key, "at": at},
+                )
+        with pytest.raises(ConfigurationError) as stopped:
+            db_engine.upgrade(engine)
+        message = stopped.value.message
+        assert "would have the same username: 'Tanaka' (id 1) and 'Ｔａｎａｋａ' (id 2)" in message
+        assert "not valid: 'p\u0430ypal' (id 3)" in message
+        assert "then run the upgrade again" in message
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
+            keys = connection.execute(select(tables.users.c.username, tables.users.c.username_key)).all()
+        assert sorted(tuple(row) for row in keys) == sorted(imported)
+        with engine.begin() as connection:  # the administrator renames them, and upgrades again
+            connection.execute(text("UPDATE users SET username = 'tanaka2' WHERE id = 2"))
+            connection.execute(text("UPDATE users SET username = 'paypal2' WHERE id = 3"))
+        db_engine.upgrade(engine)
+        with engine.connect() as connection:
+            keys = connection.execute(select(tables.users.c.username_key).order_by(tables.users.c.id)).scalars().all()
+        assert keys == ["tanaka", "tanaka2", "paypal2"]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM users"))
+        db_engine.upgrade(engine)
+        engine.dispose()
+
+
+def test_0010_adds_the_disabled_columns_with_every_account_enabled_and_drops_them_again(database_url: str) -> None:
+    """Up from 0009 keeps every user, all of them enabled; down drops the two columns and keeps the users (a disabled
+    one is then enabled: the revision before had no such state)."""
+    engine = db_engine.make_engine(database_url)
+    at = datetime(2026, 3, 14, tzinfo=UTC)
+    try:
+        db_engine.downgrade(engine, "0009")
+        assert not {"disabled_at", "disabled_reason"} & {c["name"] for c in inspect(engine).get_columns("users")}
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO users (username, username_key, email, role, password_hash, created_at)"
+                    " VALUES ('alice', 'alice', 'alice@example.com', 'member', 'x', :at)"
+                ),
+                {"at": at},
+            )
+        db_engine.upgrade(engine)
+        users = tables.users.c
+        with engine.begin() as connection:
+            row = connection.execute(select(users.disabled_at, users.disabled_reason)).one()
+            assert tuple(row) == (None, None)
+            connection.execute(tables.users.update().values(disabled_at=at, disabled_reason="left, ticket 16"))
+        db_engine.downgrade(engine, "0009")
+        assert not {"disabled_at", "disabled_reason"} & {c["name"] for c in inspect(engine).get_columns("users")}
+        with engine.connect() as connection:
+            assert connection.execute(select(users.username)).scalars().all() == ["alice"]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM users"))
         db_engine.upgrade(engine)
         engine.dispose()

@@ -67,13 +67,14 @@ def test_the_event_types_are_exactly_the_published_ones() -> None:
         "sign_in.succeeded", "sign_in.password_failed", "sign_in.second_factor_failed", "recovery_code.used",
         "totp.enrolled", "totp.changed", "totp.removed", "recovery_codes.regenerated", "backoff.blocked",
         "backoff.locked", "backoff.cleared", "step_up.succeeded", "step_up.failed", "session.revoked",
-        "sessions.revoked_all", "user.created", "user.password_set", "setup.completed",
+        "sessions.revoked_all", "user.created", "user.disabled", "user.enabled", "user.password_set", "setup.completed",
         "token.created", "token.revoked", "tokens.revoked_all", "basic_auth.failed", "application.added",
         "application.removed", "verify.succeeded", "verify.failed", "sign_in.setup_required", "two_factor.reset",
         "two_factor.unenrolled", "two_factor.registration_required", "organisation.created",
         "organisation.policy_changed", "member.added", "member.changed", "member.removed", "admin.recovered",
         "recovery_link.used", "remembered_device.added", "remembered_device.replayed",
-        "remembered_device.forgotten", "remembered_devices.forgotten", "default_method.changed",
+        "remembered_device.forgotten", "remembered_devices.forgotten", "default_method.changed", "preferences.changed",
+        "password.changed", "password.change_failed",
     }  # fmt: skip
     assert all(len(e.value) <= 48 for e in EventType)  # the column's width
 

@@ -78,10 +78,10 @@ def test_verify_a_hash_made_with_other_parameters(hashing: PasswordHashing) -> N
 def test_password_problem_length_bounds() -> None:
     assert MIN_LENGTH == 8
     assert password_problem("") is not None
-    assert password_problem("a" * (MIN_LENGTH - 1)) == "Choose a password of at least 8 characters."
+    assert str(password_problem("a" * (MIN_LENGTH - 1))) == "Choose a password of at least 8 characters."
     assert password_problem("a" * MIN_LENGTH) is None
     assert password_problem("a" * MAX_LENGTH) is None
-    assert password_problem("a" * (MAX_LENGTH + 1)) == f"Choose a password of at most {MAX_LENGTH} characters."
+    assert str(password_problem("a" * (MAX_LENGTH + 1))) == f"Choose a password of at most {MAX_LENGTH} characters."
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from nidan.core.totp import (
     PERIOD,
     WINDOW,
     TotpMatch,
+    check_code,
     find_clock_offset,
     hotp,
     is_replay,
@@ -147,6 +148,23 @@ def test_spaces_are_allowed(typed: Callable[[str], str]) -> None:
     assert match_code(KEY, typed(code), NOW) == TotpMatch(step=NOW_STEP, drift=0)
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param(lambda c: c.translate(_FULLWIDTH), id="fullwidth-digits"),
+        pytest.param(lambda c: f"{c[:3]}\u3000{c[3:]}".translate(_FULLWIDTH), id="fullwidth-ideographic-space"),
+        pytest.param(lambda c: f"\u3000{c}\u3000", id="ideographic-spaces-around"),
+        pytest.param(lambda c: c.translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")), id="superscript-digits"),
+    ],
+)
+def test_full_width_digits_are_read_as_digits(typed: Callable[[str], str]) -> None:
+    """As a Japanese IME in full-width mode types them: NFKC (``nidan.core.codes.typed_code``)."""
+    code = code_at(0)
+    assert normalize_code(typed(code)) == code
+    assert match_code(KEY, typed(code), NOW) == TotpMatch(step=NOW_STEP, drift=0)
+    assert check_code(KEY, typed(code), NOW).match == TotpMatch(step=NOW_STEP, drift=0)
+
+
 def _bad_inputs() -> list[object]:
     code = code_at(0)
     return [
@@ -159,10 +177,10 @@ def _bad_inputs() -> list[object]:
         pytest.param(code[:3] + "-" + code[3:], id="dash"),
         pytest.param("+" + code[1:], id="plus-sign"),
         pytest.param(code[:5] + ".", id="dot"),
-        pytest.param(code.translate(_FULLWIDTH), id="fullwidth-digits"),
-        pytest.param(code.translate(_ARABIC_INDIC), id="arabic-indic-digits"),
-        pytest.param("１２３４５６", id="fullwidth-123456"),
-        pytest.param("²" * 6, id="superscript-digits"),
+        pytest.param(code.translate(_ARABIC_INDIC), id="arabic-indic-digits"),  # NFKC keeps them: not ASCII
+        pytest.param(code[:5] + "\u0301" + code[5], id="combining-mark"),  # NFKC keeps it
+        pytest.param("".join(d + "\u20e3" for d in code), id="keycap-digits"),  # 1⃣: a digit and a mark
+        pytest.param(code[:3] + "\u30fc" + code[3:], id="prolonged-sound-mark"),  # a dash, which TOTP has not
         pytest.param("\ud800" * 6, id="lone-surrogates"),
         pytest.param("\x00" * 6, id="nul-bytes"),
     ]

@@ -320,7 +320,7 @@ def test_overview_list_and_log(client: TestClient, runtime: Runtime) -> None:
     assert set(by_name) == {"root", "bob", "carol"}
     assert by_name["bob"]["two_factor_enabled"] is True and by_name["carol"]["two_factor_enabled"] is False
     assert set(by_name["bob"]) == {
-        "username", "email", "role", "two_factor_enabled", "registration_required", "last_sign_in_at"
+        "username", "email", "role", "two_factor_enabled", "registration_required", "last_sign_in_at", "disabled"
     }  # fmt: skip
 
     overview = client.get("/api/v1/admin/users/Bob", headers=admin)

@@ -183,9 +183,9 @@ def test_the_security_log_page_lists_my_events(client: TestClient, runtime: Runt
     assert "<h1>Security log</h1>" in page.text
     assert "Account created" in page.text
     assert "Two-step verification turned on" in page.text
-    assert "recovery codes: 16" in page.text
+    assert "16 new recovery codes" in page.text
     assert "<td>testclient</td>" in page.text  # the address, and the device (user agent) in the next column
-    assert '<time datetime="2026-03-14T15:09:26+00:00">2026-03-14 15:09:26+00:00</time>' in page.text
+    assert '<time datetime="2026-03-14T15:09:26+00:00">14 Mar 2026, 15:09:26 UTC</time>' in page.text
     assert page.headers["cache-control"] == "no-store"
 
 

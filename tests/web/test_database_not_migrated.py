@@ -32,7 +32,7 @@ from tests.web.api_support import assert_error
 from tests.web.pages_support import assert_support_details, sign_in
 from tests.web.verify_support import VERIFY
 
-MESSAGE = DatabaseNotMigrated.default_message
+MESSAGE = DatabaseNotMigrated().message
 WRONG = {"username": "alice", "password": "wrong password"}
 
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from nidan.bootstrap import Runtime
 from nidan.core.models import InstanceRole
 from nidan.core.organisations import SLUG_PATTERN
-from nidan.core.usernames import USERNAME_PATTERN
+from nidan.core.usernames import APPLICATION_NAME_PATTERN, USERNAME_PATTERN
 from tests.helpers import auth_header, login, make_user
 from tests.web.api_support import assert_error
 
@@ -231,10 +231,33 @@ def test_what_the_document_calls_open_answers_without_credentials(client: TestCl
 def test_names_state_the_services_own_patterns(spec: dict[str, Any]) -> None:
     """One rule each, from nidan.core: the document states it, the service enforces it."""
     schemas = spec["components"]["schemas"]
-    assert schemas["ApplicationRequest"]["properties"]["name"]["pattern"] == USERNAME_PATTERN
-    assert parameter(spec, "/api/v1/admin/apps/{name}", "delete", "name")["schema"]["pattern"] == USERNAME_PATTERN
+    assert schemas["ApplicationRequest"]["properties"]["name"]["pattern"] == APPLICATION_NAME_PATTERN
+    app_name = parameter(spec, "/api/v1/admin/apps/{name}", "delete", "name")["schema"]
+    assert app_name["pattern"] == APPLICATION_NAME_PATTERN
     assert parameter(spec, "/api/v1/admin/events", "get", "username")["schema"]["pattern"] == USERNAME_PATTERN
     assert schemas["CreateRequest"]["properties"]["slug"]["pattern"] == SLUG_PATTERN
+
+
+def test_the_username_rule_a_pattern_cannot_state_is_described(spec: dict[str, Any]) -> None:
+    """PRECIS (RFC 8265) needs the Unicode database: the pattern states the alphabet, the description the rest."""
+    username = parameter(spec, "/api/v1/admin/events", "get", "username")["schema"]
+    assert "RFC 8265" in username["description"] and "422" in username["description"]
+    assert "mixing scripts" in username["description"]
+    pattern = re.compile(username["pattern"])
+    assert pattern.match("田中") and pattern.match("tanaka.hiroshi")
+
+
+def test_a_username_the_pattern_allows_but_the_rule_refuses_is_the_documented_422(
+    client: TestClient, runtime: Runtime
+) -> None:
+    admin = signed_in(client, runtime, "root", InstanceRole.ADMIN)
+    assert re.match(USERNAME_PATTERN, "p\u0430ypal")
+    response = client.get("/api/v1/admin/events", params={"username": "p\u0430ypal"}, headers=admin)
+    assert_error(response, 422, "invalid_request")
+    assert response.json()["error"]["message"].startswith("A username cannot mix letters of different scripts")
+    for accepted in ("田中", "ＴＡＮＡＫＡ", "tanaka.hiroshi"):
+        found = client.get("/api/v1/admin/events", params={"username": accepted}, headers=admin)
+        assert found.status_code == 200, found.text
 
 
 def test_canonical_patterns_still_accept_what_people_type(client: TestClient, runtime: Runtime) -> None:

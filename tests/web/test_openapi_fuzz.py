@@ -40,9 +40,11 @@ Left out, and why:
 * ``max_response_time``: a deadline per example (``DEADLINE``) stands in for it; timings on a shared 2-core machine
   are no contract.
 
-Names the services read as people type them (usernames and application names NFKC-normalised and case folded,
-organisation short names lower-cased, spaces around dropped) document their canonical spelling as the pattern: an
-equivalent spelling (``WIKI``) is accepted as the same name, which is why the patterns are stated and not enforced.
+Names the services read as people type them (usernames by PRECIS, RFC 8265, and application names: full-width
+forms mapped and case folded; organisation short names lower-cased; spaces around dropped) document their canonical
+spelling as the pattern: an equivalent spelling (``WIKI``) is accepted as the same name, which is why the patterns
+are stated and not enforced. A username's pattern states its alphabet; the rest of the rule (scripts, symbols,
+unassigned code points) is in the description and in ``DYNAMIC_RULES``.
 
 Generated as a client could send it: strings are UTF-8 (a lone surrogate is no character JSON text can carry), and
 no unknown query parameters (ignored, as by nearly every HTTP API; OpenAPI does not forbid them).
@@ -374,7 +376,11 @@ _TOKEN_RULES = (
 DYNAMIC_RULES: dict[str, tuple[tuple[str, str], ...]] = {
     "POST /api/v1/me/tokens": _TOKEN_RULES,
     "POST /api/v1/me/app-passwords": _TOKEN_RULES,
-    "GET /api/v1/admin/events": (("invalid_request", "'since' must be earlier than 'until'."),),
+    "GET /api/v1/admin/events": (
+        ("invalid_request", "'since' must be earlier than 'until'."),
+        # PRECIS (RFC 8265) and the script rules need the Unicode database: the `username` filter's description.
+        ("invalid_request", "A username"),
+    ),
     "POST /api/v1/admin/orgs": (("invalid_request", "An organisation's name may not contain control characters."),),
     "PUT /api/v1/admin/orgs/{slug}/policy": (("tolerance_above_instance", ""),),  # the instance's own setting
     "DELETE /api/v1/admin/users/{username}/block": (_INVISIBLE_REASON,),
@@ -382,6 +388,12 @@ DYNAMIC_RULES: dict[str, tuple[tuple[str, str], ...]] = {
     "POST /api/v1/admin/users/{username}/mfa/reset": (_INVISIBLE_REASON,),
     "POST /api/v1/admin/users/{username}/mfa/require-registration": (_INVISIBLE_REASON,),
     "DELETE /api/v1/admin/users/{username}/devices": (_INVISIBLE_REASON,),
+    "POST /api/v1/admin/users/{username}/disable": (_INVISIBLE_REASON,),
+    "POST /api/v1/admin/users/{username}/enable": (_INVISIBLE_REASON,),
+    # The tz database of the server decides which names are zones.
+    "PUT /api/v1/me/preferences": (("invalid_request", "That is not a time zone nidan knows"),),
+    # The new password may not be the current one (the document says so).
+    "POST /api/v1/me/password": (("weak_password", "Choose a new password that is not your current one."),),
 }
 
 #: Operations no generated example can carry through, and why; every other one must answer 2xx at least once per
@@ -392,6 +404,7 @@ NEVER_REACHED = {
     "POST /api/v1/auth/reauth": "a step-up needs the password or a current code",
     "POST /api/v1/me/totp/activate": "activation needs the code of an authenticator just started",
     "DELETE /api/v1/admin/users/{username}/mfa": "the unenroll needs the administrator's own current code",
+    "POST /api/v1/me/password": "a change needs the current password, which is not in the document",
     "GET /auth/basic/denied": "it always answers 401, by design",
     "GET /auth/basic/blocked": "it always answers 403, by design",
 }

@@ -122,7 +122,7 @@ def test_the_user_page_shows_how_they_stand(client: TestClient, runtime: Runtime
     assert page.status_code == 200, page.text
     text = text_of(page)
     assert "alice@example.com" in text
-    assert re.search(r'id="two-step-state"><span class="badge on">On</span> since\s+2026-03-14 15:09 UTC', page.text)
+    assert re.search(r'id="two-step-state"><span class="badge on">On</span> since\s+14 Mar 2026, 15:09 UTC', page.text)
     assert "16 of 16 left" in text
     assert "Yes, by an organisation they belong to" in text
     assert re.search(r'id="registration">No<', page.text)
@@ -157,7 +157,7 @@ def test_the_user_page_shows_blocks_and_a_pending_grace_period(client: TestClien
     signed_in(client, ctx, "root", InstanceRole.ADMIN)
     page = client.get("/admin/users/alice")
     text = text_of(page)
-    assert "Reminded at each sign-in until 2026-03-21 15:09 UTC; after that, led into setting it up." in text
+    assert "Reminded at each sign-in until 21 Mar 2026, 15:09 UTC; after that, led into setting it up." in text
     assert re.search(r'<tr class="refusing"><td>Password from testclient</td><td>2</td>', page.text), page.text
     assert "blocked until 2026-03-14 15:10:27 UTC" in text
 
@@ -198,7 +198,7 @@ def test_resetting_2fa_asks_for_a_reason_then_the_user_sets_it_up_again(client: 
     assert done.status_code == 303 and done.headers["location"] == "/admin/users/alice?notice=two_factor_reset"
     page = text_of(client.get(done.headers["location"]))
     assert "Two-step verification was reset" in page and "They set it up again at their next sign-in." in page
-    assert '<span class="badge off">Off</span>' in page and "Yes, since 2026-03-14" in page
+    assert '<span class="badge off">Off</span>' in page and "Yes, since 14 Mar 2026" in page
     state = enrollment.security_state(ctx, alice.id)
     assert not state.totp_enabled and state.registration_required
     row = re.search(r'href="/admin/users/alice".*?</tr>', client.get("/admin").text, re.S)

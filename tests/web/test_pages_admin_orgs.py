@@ -145,7 +145,8 @@ def test_the_preview_lists_who_will_be_asked_and_apply_changes_the_policy(client
 
     graced = preview(client, page, grace_period_days="7")
     assert listed(graced, "reminded") == ["alice", "carol"]
-    until = (ctx.clock.now() + timedelta(days=7)).strftime("%Y-%m-%d %H:%M UTC")
+    due = ctx.clock.now() + timedelta(days=7)
+    until = f"{due.day} {due:%b %Y, %H:%M} UTC"  # the page's English time format, in UTC
     assert f"reminded until {until}" in text_of(graced)
 
     optional = preview(client, page, two_factor="optional")

@@ -100,7 +100,7 @@ def test_an_added_application_gets_a_key_shown_once_that_works_at_the_verify_api
     assert row, listing.text
     cells = row.group(1)
     assert "<code>wiki</code>" in cells and "<td>root</td>" in cells
-    assert cells.count("2026-03-14 15:09 UTC") == 2  # added, and last used by the check above
+    assert cells.count("14 Mar 2026, 15:09 UTC") == 2  # added, and last used by the check above
     assert f'href="{PAGE}/wiki/remove"' in cells
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import UTC, timedelta
+from datetime import UTC, date, timedelta
 
 import httpx
 import pytest
@@ -44,6 +44,12 @@ def today(ctx: ServiceContext) -> str:
 
 def in_days(ctx: ServiceContext, days: int) -> str:
     return (ctx.clock.now().astimezone(UTC).date() + timedelta(days=days)).isoformat()
+
+
+def as_shown(iso_day: str) -> str:
+    """An expiry day as an English page writes it: the start of that day, in UTC (no zone chosen)."""
+    day = date.fromisoformat(iso_day)
+    return f"{day.day} {day:%b %Y}, 00:00 UTC"
 
 
 def secret_of(page: httpx.Response) -> str:
@@ -121,7 +127,7 @@ def test_a_token_is_shown_once_works_at_the_gate_and_is_listed_without_its_secre
     assert "you won't see it again" in text
     assert "git clone https://alice:TOKEN@" in text
     assert 'data-action="copy" data-copy-from="new-token"' in made.text
-    assert f"It stops working on {expires} 00:00 UTC." in text
+    assert f"It stops working on {as_shown(expires)}." in text
     assert "<code>read_repository</code>, <code>write_repository</code>" in made.text
 
     # It opens what its scopes say, and nothing else.
@@ -136,9 +142,10 @@ def test_a_token_is_shown_once_works_at_the_gate_and_is_listed_without_its_secre
     cells = html.unescape(row.group(2))
     assert "laptop git" in cells and "Personal access token" in cells
     assert "read_repository" in cells and "write_repository" in cells and "read_registry" not in cells
-    assert f"<dt>Expires</dt><dd>{expires}</dd>" in cells and "Expired" not in cells
-    assert '<time datetime="2026-03-14T15:09:26+00:00">2026-03-14</time>' in cells  # created
-    assert "<dt>Last used</dt><dd>2026-03-14 15:09 UTC</dd>" in cells  # by the gate, a moment ago
+    shown_day = as_shown(expires).split(",")[0]
+    assert f"<dt>Expires</dt><dd>{shown_day}</dd>" in cells and "Expired" not in cells
+    assert '<time datetime="2026-03-14T15:09:26+00:00">14 Mar 2026</time>' in cells  # created
+    assert "<dt>Last used</dt><dd>14 Mar 2026, 15:09 UTC</dd>" in cells  # by the gate, a moment ago
     assert f'href="/security/tokens/{row.group(1)}/revoke"' in cells
 
 
@@ -152,7 +159,7 @@ def test_an_app_password_carries_every_scope_and_expires_at_the_cap(client: Test
     assert secret.startswith("nidan_app_")
     text = text_of(made)
     assert "Your new app password" in text and "It carries every scope." in text
-    assert f"It stops working on {in_days(ctx, 365)} 00:00 UTC." in text
+    assert f"It stops working on {as_shown(in_days(ctx, 365))}." in text
     for scope in ("read_repository", "write_registry", "api"):
         assert gate(client, "alice", secret, scope) == 200
     listing = text_of(client.get(PAGE))

@@ -13,7 +13,7 @@ from nidan.core.audit import export_line
 from nidan.core.backoff import ThrottleState
 from nidan.core.models import InstanceRole, User
 from nidan.errors import InvalidInput
-from nidan.services import accounts, audit, enrollment, throttling, tokens, user_admin
+from nidan.services import account_status, accounts, audit, enrollment, throttling, tokens, user_admin
 
 from .common import command_line_client, opened_runtime
 
@@ -55,7 +55,12 @@ def render_table(rows: list[list[str]]) -> str:
 @app.command("add")
 def add(
     ctx: typer.Context,
-    username: Annotated[str, typer.Argument(help="1-64 characters: a-z, 0-9, '.', '_', '-'; case-insensitive.")],
+    username: Annotated[
+        str,
+        typer.Argument(
+            help="1-64 letters and digits of any script, '.', '_', '-' (RFC 8265); case- and width-insensitive."
+        ),
+    ],
     email: Annotated[str, typer.Option("--email", help="The user's email address.")],
     password_stdin: PasswordStdin = False,
     role: Annotated[InstanceRole, typer.Option("--role", help="admin manages the instance.")] = InstanceRole.MEMBER,
@@ -299,6 +304,50 @@ def forget_devices(
         )
     what = "remembered browser" if forgotten == 1 else "remembered browsers"
     typer.echo(f"Forgot {forgotten} {what} of {user.username}: each asks for the second step again.")
+
+
+@app.command("disable")
+def disable(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose account to disable.")],
+    reason: ReasonOption,
+) -> None:
+    """Disable an account: it cannot sign in, and its sessions, access tokens, app passwords and remembered browsers
+    stop working at once. Nothing is deleted; `nidan user enable` lets it sign in again. Audited with the reason."""
+    with opened_runtime(ctx) as runtime:
+        result = account_status.disable(
+            runtime.services,
+            username=username,
+            actor=None,
+            client=command_line_client(),
+            reason=_checked_reason(reason),
+        )
+    if result.already:
+        typer.echo(f"{result.user.username} was disabled already: nothing changed.")
+        return
+    typer.echo(
+        f"Disabled {result.user.username}: {result.sessions_ended} session(s) ended, {result.tokens_revoked} token(s) "
+        f"revoked, {result.devices_forgotten} remembered browser(s) forgotten."
+    )
+
+
+@app.command("enable")
+def enable(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose disabled account to enable again.")],
+    reason: ReasonOption,
+) -> None:
+    """Let a disabled account sign in again (tokens revoked when it was disabled stay revoked). Audited with the
+    reason."""
+    with opened_runtime(ctx) as runtime:
+        user = account_status.enable(
+            runtime.services,
+            username=username,
+            actor=None,
+            client=command_line_client(),
+            reason=_checked_reason(reason),
+        )
+    typer.echo(f"{user.username} can sign in again.")
 
 
 @app.command("passwd")

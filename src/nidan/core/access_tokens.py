@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from nidan.core.tokens import looks_like_token
 from nidan.errors import InvalidInput
+from nidan.texts import _, ngettext
 
 
 class Scope(StrEnum):
@@ -90,9 +91,11 @@ def parse_scopes(requested: Iterable[str]) -> tuple[Scope, ...]:
             chosen.add(Scope(value))
         except ValueError:
             known = ", ".join(s.value for s in Scope)
-            raise InvalidInput(f"Unknown scope {value!r}. Choose from: {known}.") from None
+            raise InvalidInput(
+                _("Unknown scope %(scope)s. Choose from: %(known)s.", scope=repr(value), known=known)
+            ) from None
     if not chosen:
-        raise InvalidInput("Choose at least one scope for the token.")
+        raise InvalidInput(_("Choose at least one scope for the token."))
     return tuple(s for s in Scope if s in chosen)
 
 
@@ -109,11 +112,11 @@ def decode_scopes(stored: str) -> tuple[Scope, ...]:
 def clean_name(name: str) -> str:
     cleaned = " ".join(name.split())
     if not cleaned.isprintable():
-        raise InvalidInput("The name may not contain control characters.")
+        raise InvalidInput(_("The name may not contain control characters."))
     if not cleaned:
-        raise InvalidInput("Give the token a name, e.g. the machine or program it is for.")
+        raise InvalidInput(_("Give the token a name, e.g. the machine or program it is for."))
     if len(cleaned) > NAME_MAX_LENGTH:
-        raise InvalidInput(f"The name is too long: at most {NAME_MAX_LENGTH} characters.")
+        raise InvalidInput(_("The name is too long: at most %(max)d characters.", max=NAME_MAX_LENGTH))
     return cleaned
 
 
@@ -128,11 +131,15 @@ def expiry(requested: date | None, now: datetime, max_lifetime_days: int) -> dat
     if requested is None:
         return None if latest is None else _midnight(latest)
     if requested <= today:
-        raise InvalidInput(f"The expiry date must be in the future (after {today.isoformat()}).")
+        raise InvalidInput(_("The expiry date must be in the future (after %(today)s).", today=today.isoformat()))
     if latest is not None and requested > latest:
         raise InvalidInput(
-            f"Tokens may live at most {max_lifetime_days} days here: choose an expiry date on or before "
-            f"{latest.isoformat()}."
+            ngettext(
+                "Tokens may live at most %(n)d day here: choose an expiry date on or before %(latest)s.",
+                "Tokens may live at most %(n)d days here: choose an expiry date on or before %(latest)s.",
+                max_lifetime_days,
+                latest=latest.isoformat(),
+            )
         )
     return _midnight(requested)
 

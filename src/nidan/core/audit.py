@@ -44,6 +44,8 @@ class EventType(StrEnum):
     SESSION_REVOKED = "session.revoked"
     SESSIONS_REVOKED_ALL = "sessions.revoked_all"
     USER_CREATED = "user.created"
+    USER_DISABLED = "user.disabled"
+    USER_ENABLED = "user.enabled"
     USER_PASSWORD_SET = "user.password_set"  # noqa: S105 - an event name, not a password
     SETUP_COMPLETED = "setup.completed"
     TOKEN_CREATED = "token.created"  # noqa: S105 - an event name, not a token
@@ -66,6 +68,9 @@ class EventType(StrEnum):
     ADMIN_RECOVERED = "admin.recovered"
     RECOVERY_LINK_USED = "recovery_link.used"
     DEFAULT_METHOD_CHANGED = "default_method.changed"
+    PREFERENCES_CHANGED = "preferences.changed"
+    PASSWORD_CHANGED = "password.changed"  # noqa: S105 - an event name, not a password
+    PASSWORD_CHANGE_FAILED = "password.change_failed"  # noqa: S105
     REMEMBERED_DEVICE_ADDED = "remembered_device.added"
     REMEMBERED_DEVICE_REPLAYED = "remembered_device.replayed"
     REMEMBERED_DEVICE_FORGOTTEN = "remembered_device.forgotten"
@@ -201,6 +206,7 @@ class ChainProblem:
 
     seq: int
     kind: ProblemKind
+    #: For the operator running ``nidan audit verify`` (the command line stays English): a plain string, no msgid.
     message: str
     #: The stored event where the break was noticed (``None`` when events at the end are missing).
     record: AuditRecord | None

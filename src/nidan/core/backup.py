@@ -11,6 +11,9 @@ An archive (``nidan backup``) has these members:
 The dump is portable between SQLite and PostgreSQL: values are JSON, except bytes (base64) and times (ISO 8601,
 UTC), and the header says which column holds which kind. ``check_members`` and ``check_dump`` refuse an archive
 that lacks a part or whose parts do not match the manifest, naming the part, before anything is restored.
+
+The messages are for the operator at the terminal (``nidan restore``; the command line stays English): plain
+strings, not msgids (``nidan.texts``); no page shows them.
 """
 
 from __future__ import annotations

@@ -39,6 +39,16 @@ class User:
     registration_required_at: datetime | None = None
     #: The second-step method the user prefers to be offered first (a ``Method`` value); ``None``: no preference.
     default_method: str | None = None
+    #: Chosen language (``en``, ``ja``) and IANA time zone (``Asia/Tokyo``); ``None`` until the person chooses.
+    locale: str | None = None
+    time_zone: str | None = None
+    #: An administrator disabled the account (``disabled_reason`` says why): nothing of it works until enabled.
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,9 @@ class SessionRecord:
     verified_at: datetime | None
     #: ``full``, or ``enrolment`` (may only set up 2FA).
     purpose: str = "full"
+    client_ip: str | None = None
+    user_agent: str | None = None
+    last_seen_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from datetime import datetime
 from nidan.core.models import OrgRole, User
 from nidan.core.policy import OrgPolicy
 from nidan.errors import InvalidInput
+from nidan.texts import _
 
 DEFAULT_SLUG = "default"
 #: An organisation's short name: the one rule, also stated in the OpenAPI document.
@@ -47,8 +48,10 @@ def checked_slug(slug: str) -> str:
     cleaned = slug.strip().lower()
     if not _SLUG.match(cleaned):
         raise InvalidInput(
-            "An organisation's short name is 1 to 64 characters: a-z, 0-9 and '-', starting and ending with a "
-            "letter or digit (e.g. 'platform-team')."
+            _(
+                "An organisation's short name is 1 to 64 characters: a-z, 0-9 and '-', starting and ending with a "
+                "letter or digit (e.g. 'platform-team')."
+            )
         )
     return cleaned
 
@@ -56,7 +59,7 @@ def checked_slug(slug: str) -> str:
 def checked_name(name: str) -> str:
     cleaned = " ".join(name.split())
     if not cleaned.isprintable():
-        raise InvalidInput("An organisation's name may not contain control characters.")
+        raise InvalidInput(_("An organisation's name may not contain control characters."))
     if not 0 < len(cleaned) <= 200:
-        raise InvalidInput("An organisation's name is 1 to 200 characters.")
+        raise InvalidInput(_("An organisation's name is 1 to 200 characters."))
     return cleaned

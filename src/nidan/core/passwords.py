@@ -17,6 +17,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from nidan.core.recovery import HashParameters
+from nidan.texts import Text, _
 
 T = TypeVar("T")
 
@@ -153,14 +154,14 @@ def unmatchable_hash(params: HashParameters) -> str:
     )
 
 
-def password_problem(password: str) -> str | None:
+def password_problem(password: str) -> Text | None:
     """Why ``password`` cannot be used, or ``None`` (NIST SP 800-63B: length, no composition rules)."""
     if len(password) < MIN_LENGTH:
-        return f"Choose a password of at least {MIN_LENGTH} characters."
+        return _("Choose a password of at least %(min)d characters.", min=MIN_LENGTH)
     if len(password) > MAX_LENGTH:
-        return f"Choose a password of at most {MAX_LENGTH} characters."
+        return _("Choose a password of at most %(max)d characters.", max=MAX_LENGTH)
     try:
         password.encode("utf-8")
     except UnicodeEncodeError:
-        return "The password contains characters that cannot be stored (unpaired surrogates). Choose another."
+        return _("The password contains characters that cannot be stored (unpaired surrogates). Choose another.")
     return None

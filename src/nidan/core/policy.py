@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from nidan.core.models import Method, OrgRole
 from nidan.errors import InvalidInput, ToleranceAboveInstance
+from nidan.texts import _
 
 
 class TwoFactorPolicy(StrEnum):
@@ -62,22 +63,31 @@ def checked_policy(
     would be stored, shown, and silently not applied)."""
     allowed = frozenset(allowed_methods)
     if not allowed >= REQUIRED_METHODS:
-        raise InvalidInput("The authenticator app (totp) must stay allowed: it is how people set up 2FA.")
+        raise InvalidInput(_("The authenticator app (totp) must stay allowed: it is how people set up 2FA."))
     if not 0 <= grace_period_days <= MAX_GRACE_DAYS:
-        raise InvalidInput(f"The grace period is 0 to {MAX_GRACE_DAYS} days.")
+        raise InvalidInput(_("The grace period is 0 to %(days)d days.", days=MAX_GRACE_DAYS))
     if tolerated is not None and not 0 <= tolerated <= MAX_TOLERATED_FAILURES:
         raise InvalidInput(
-            f"Tolerated failures are 0 to {MAX_TOLERATED_FAILURES} (or unset, for the instance's setting)."
+            _(
+                "Tolerated failures are 0 to %(max)d (or unset, for the instance's setting).",
+                max=MAX_TOLERATED_FAILURES,
+            )
         )
     if remember_device_days is not None and not 0 <= remember_device_days <= MAX_REMEMBER_DEVICE_DAYS:
         raise InvalidInput(
-            f"A browser may be remembered for 0 to {MAX_REMEMBER_DEVICE_DAYS} days (0: never; or leave it unset, for "
-            "the instance's setting)."
+            _(
+                "A browser may be remembered for 0 to %(days)d days (0: never; or leave it unset, for the "
+                "instance's setting).",
+                days=MAX_REMEMBER_DEVICE_DAYS,
+            )
         )
     if tolerated is not None and tolerated > instance_tolerated:
         raise ToleranceAboveInstance(
-            f"An organisation may tolerate at most as many wrong codes as the instance does ({instance_tolerated}). "
-            f"Choose {instance_tolerated} or fewer, or leave it empty to use the instance's setting."
+            _(
+                "An organisation may tolerate at most as many wrong codes as the instance does (%(n)d). Choose "
+                "%(n)d or fewer, or leave it empty to use the instance's setting.",
+                n=instance_tolerated,
+            )
         )
     return OrgPolicy(two_factor, grace_period_days, allowed, tolerated, remember_device_days)
 

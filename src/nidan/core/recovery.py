@@ -1,7 +1,9 @@
 """Single-use recovery codes: generation, normalisation and hashing.
 
 Codes look like ``7kq2m-x9c4t``: ten characters of Crockford's base32 (50 bits), typed in any case, with or
-without the dash; the look-alikes ``o``, ``i`` and ``l`` are read as ``0``, ``1`` and ``1``.
+without the dash; the look-alikes ``o``, ``i`` and ``l`` are read as ``0``, ``1`` and ``1``. Full-width letters
+and digits, and any dash a keyboard or an IME gives (``ー``, ``－``, ``―``, ``‐``), are read as typed codes are
+everywhere (``nidan.core.codes.typed_code``).
 
 NIST SP 800-63B asks look-up secrets under 112 bits to be stored salted and hashed with a password-hashing
 scheme. A set shares one salt, so an attempt costs one argon2id computation whose digest is compared (in constant
@@ -15,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from argon2.low_level import Type, hash_secret_raw
+
+from nidan.core.codes import typed_code
 
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _LOOKALIKES = str.maketrans({"o": "0", "i": "1", "l": "1"})
@@ -66,7 +70,7 @@ def generate_codes(random_bytes: Callable[[int], bytes], count: int = CODES_PER_
 
 def normalize(code: str) -> str | None:
     """The canonical ten characters of a typed code, or ``None`` when it cannot be a recovery code."""
-    compact = "".join(code.split()).replace("-", "")
+    compact = typed_code(code).replace("-", "")
     if not compact.isascii():
         return None
     compact = compact.lower().translate(_LOOKALIKES)

@@ -18,14 +18,15 @@ from types import MappingProxyType
 from nidan.core.models import InstanceRole, OrgRole, User
 from nidan.core.policy import ADMIN_ROLES, SETTINGS_ROLES
 from nidan.errors import NotPermitted
+from nidan.texts import _
 
 #: Higher acts on lower or equal, never the other way.
 RANK: Mapping[OrgRole, int] = MappingProxyType(
     {OrgRole.MEMBER: 0, OrgRole.USER_ADMIN: 1, OrgRole.ADMIN: 2, OrgRole.OWNER: 3}
 )
 
-ABOVE_OWN_ROLE = "You cannot give or change a role above your own in this organisation."
-MANAGED_IS_INSTANCE_DECISION = (
+ABOVE_OWN_ROLE = _("You cannot give or change a role above your own in this organisation.")
+MANAGED_IS_INSTANCE_DECISION = _(
     "Only an instance administrator can make an account managed by an organisation (its managers may then "
     "reset its two-step verification). Add the person as an outside collaborator instead."
 )

@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nidan.errors import ConfigurationError, KeyMissing
+from nidan.texts import _
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -61,6 +62,7 @@ class KeyRing:
     def __init__(self, keys: Mapping[str, bytes], primary: str, *, loader: KeyLoader | None = None) -> None:
         for name, key in keys.items():
             if len(key) != KEY_BYTES or fingerprint(key) != name:
+                # English on purpose (a plain str): a ring is built at start-up, for the operator at the terminal.
                 raise ConfigurationError(f"The key file for {name} is damaged: it does not match its name.")
         if primary not in keys:
             raise KeyMissing(primary)
@@ -94,6 +96,8 @@ class KeyRing:
             return AESGCM(key).decrypt(nonce, body, context.encode())
         except InvalidTag as exc:
             raise ConfigurationError(
-                "A sealed secret failed its integrity check: the stored value was altered or moved to another "
-                "account. Restore it from a backup or reset this user's two-step verification."
+                _(
+                    "A sealed secret failed its integrity check: the stored value was altered or moved to another "
+                    "account. Restore it from a backup or reset this user's two-step verification."
+                )
             ) from exc

@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 from nidan.core.audit import Detail
 from nidan.core.models import ClientInfo, Method, User
 from nidan.core.ports import SecondStep, UnitOfWork
+from nidan.texts import Text
 
 
 class Purpose(StrEnum):
@@ -48,7 +49,7 @@ class Option:
 
     method: Method
     id: str
-    label: str
+    label: Text
 
 
 Context = TypeVar("Context", contravariant=True)

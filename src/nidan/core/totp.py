@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
+from nidan.core.codes import typed_code
+
 Algorithm = Literal["sha1", "sha256", "sha512"]
 
 _DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
@@ -57,8 +59,9 @@ def totp(
 
 
 def normalize_code(code: str) -> str | None:
-    """Digits only, whitespace allowed (apps show ``123 456``); ``None`` when it cannot be a TOTP code."""
-    compact = "".join(code.split())
+    """The six ASCII digits of a typed code, read by ``typed_code`` (whitespace anywhere, as apps show ``123 456``;
+    full-width digits and spaces from a Japanese IME); ``None`` when it cannot be a TOTP code."""
+    compact = typed_code(code)
     if len(compact) != DIGITS or not compact.isascii() or not compact.isdigit():
         return None
     return compact

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-UNKNOWN_BROWSER = "Unknown browser"
+from nidan.texts import Text, _
 
 #: Most specific first: Edge, Opera, Samsung Internet and Vivaldi also say "Chrome", and Chrome also says "Safari".
 _BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -38,10 +38,16 @@ def _first(candidates: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> st
 
 
 def describe(user_agent: str | None) -> str:
-    """``Chrome on Windows``, ``Firefox``, ``Unknown browser on Linux``, or ``Unknown browser``."""
+    """``Chrome on Windows``, ``Firefox``, ``Unknown browser on Linux``, or ``Unknown browser``: in English, as the
+    audit log and the API give it (``label`` is the same for a page, in the reader's language)."""
+    return str(label(user_agent))
+
+
+def label(user_agent: str | None) -> Text:
+    """``describe``'s words to translate: the names of browsers and systems stay as they are."""
     text = (user_agent or "")[:_LONGEST]
     browser = _first(_BROWSERS, text)
     system = _first(_SYSTEMS, text)
-    if system is None:
-        return browser or UNKNOWN_BROWSER
-    return f"{browser or UNKNOWN_BROWSER} on {system}"
+    if browser is None:
+        return _("Unknown browser") if system is None else _("Unknown browser on %(system)s", system=system)
+    return Text(browser) if system is None else _("%(browser)s on %(system)s", browser=browser, system=system)

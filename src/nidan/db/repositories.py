@@ -80,6 +80,10 @@ def user_from_row(row: Any) -> User:
         two_factor_grace_started_at=row.two_factor_grace_started_at,
         registration_required_at=row.registration_required_at,
         default_method=row.default_method,
+        locale=row.locale,
+        time_zone=row.time_zone,
+        disabled_at=row.disabled_at,
+        disabled_reason=row.disabled_reason,
     )
 
 
@@ -196,8 +200,28 @@ class SqlUserRepository(Repository):
         query = select(func.count()).select_from(t.users).where(t.users.c.role == role.value)
         return int(self._c.execute(query).scalar_one())
 
+    def lock_enabled_with_role(self, role: InstanceRole) -> int:
+        """Lock every user of ``role`` (SQLite: its write lock) and count those not disabled."""
+        if self._c.dialect.name == "sqlite":
+            take_sqlite_write_lock(self._c)
+            query = select(t.users.c.disabled_at).where(t.users.c.role == role.value)
+        else:
+            query = (
+                select(t.users.c.disabled_at)
+                .where(t.users.c.role == role.value)
+                .order_by(t.users.c.id)
+                .with_for_update()
+            )
+        return sum(1 for disabled_at in self._c.execute(query).scalars() if disabled_at is None)
+
+    def set_disabled(self, user_id: int, at: datetime | None, reason: str | None) -> None:
+        self._c.execute(update(t.users).where(t.users.c.id == user_id).values(disabled_at=at, disabled_reason=reason))
+
     def set_password_hash(self, user_id: int, password_hash: str) -> None:
         self._c.execute(update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash))
+
+    def set_preferences(self, user_id: int, locale: str | None, time_zone: str | None) -> None:
+        self._c.execute(update(t.users).where(t.users.c.id == user_id).values(locale=locale, time_zone=time_zone))
 
     def set_default_method(self, user_id: int, method: str | None) -> None:
         self._c.execute(update(t.users).where(t.users.c.id == user_id).values(default_method=method))

@@ -3,9 +3,10 @@ and administrators' recovery links. Each is used once by one conditional UPDATE 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from nidan.core.models import MfaChallenge, SessionRecord
 from nidan.db import tables as t
@@ -16,7 +17,17 @@ _sessions = t.sessions.c
 _challenges = t.mfa_challenges.c
 _INSERT_SESSION = Prepared(
     insert(t.sessions).returning(_sessions.id),
-    columns=("user_id", "token_hash", "created_at", "expires_at", "client_ip", "user_agent", "verified_at", "purpose"),
+    columns=(
+        "user_id",
+        "token_hash",
+        "created_at",
+        "expires_at",
+        "client_ip",
+        "user_agent",
+        "verified_at",
+        "purpose",
+        "last_seen_at",
+    ),
 )
 _LIVE_SESSION = (_sessions.token_hash == bindparam("session_hash"), _sessions.revoked_at.is_(None))
 _VALID_SESSION = Prepared(
@@ -27,6 +38,7 @@ _VALID_SESSION = Prepared(
         _sessions.expires_at,
         _sessions.verified_at,
         _sessions.purpose,
+        _sessions.last_seen_at,
     ).where(*_LIVE_SESSION, _sessions.expires_at > bindparam("now"))
 )
 _REVOKE_SESSION = Prepared(update(t.sessions).where(*_LIVE_SESSION).values(revoked_at=bindparam("at")))
@@ -77,6 +89,7 @@ class SqlSessionRepository(Repository):
             # A remembered browser's sign-in proved no second step now: it must not count as a recent verification.
             "verified_at": at if verified else None,
             "purpose": purpose,
+            "last_seen_at": at,
         }
         return int(_INSERT_SESSION.first(self._c, row).id)
 
@@ -91,10 +104,48 @@ class SqlSessionRepository(Repository):
             expires_at=row.expires_at,
             verified_at=row.verified_at,
             purpose=row.purpose,
+            last_seen_at=row.last_seen_at,
         )
 
     def revoke(self, token_hash: bytes, at: datetime) -> bool:
         return _REVOKE_SESSION.rowcount(self._c, {"session_hash": token_hash, "at": at}) == 1
+
+    def list_live(self, user_id: int, now: datetime) -> Sequence[SessionRecord]:
+        c = t.sessions.c
+        rows = self._c.execute(
+            select(t.sessions)
+            .where(c.user_id == user_id, c.revoked_at.is_(None), c.expires_at > now)
+            .order_by(c.created_at.desc(), c.id.desc())
+        )
+        return [
+            SessionRecord(
+                id=row.id,
+                user_id=row.user_id,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+                verified_at=row.verified_at,
+                purpose=row.purpose,
+                client_ip=row.client_ip,
+                user_agent=row.user_agent,
+                last_seen_at=row.last_seen_at,
+            )
+            for row in rows
+        ]
+
+    def touch(self, session_id: int, at: datetime, *, not_since: datetime) -> None:
+        c = t.sessions.c
+        seen_long_ago = or_(c.last_seen_at.is_(None), c.last_seen_at < not_since)
+        self._c.execute(update(t.sessions).where(c.id == session_id, seen_long_ago).values(last_seen_at=at))
+
+    def revoke_others(self, user_id: int, keep_session_id: int, at: datetime) -> int:
+        c = t.sessions.c
+        others = (c.user_id == user_id, c.id != keep_session_id, c.revoked_at.is_(None), c.expires_at > at)
+        return self._c.execute(update(t.sessions).where(*others).values(revoked_at=at)).rowcount
+
+    def revoke_of_user(self, user_id: int, session_id: int, at: datetime) -> bool:
+        c = t.sessions.c
+        mine = (c.id == session_id, c.user_id == user_id, c.revoked_at.is_(None))
+        return self._c.execute(update(t.sessions).where(*mine).values(revoked_at=at)).rowcount == 1
 
     def revoke_by_id(self, session_id: int, at: datetime) -> bool:
         c = t.sessions.c

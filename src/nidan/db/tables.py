@@ -95,6 +95,12 @@ users = Table(
     Column("registration_required_at", UtcDateTime, nullable=True),
     #: The second-step method the user prefers to be offered first (a ``Method`` value); NULL: no preference.
     Column("default_method", String(32), nullable=True),
+    #: The person's language (``en``, ``ja``) and IANA time zone; NULL until they choose (the browser's are used).
+    Column("locale", String(8), nullable=True),
+    Column("time_zone", String(64), nullable=True),
+    #: An administrator disabled the account (no sign-in, no token, no verify), and why; NULL: enabled.
+    Column("disabled_at", UtcDateTime, nullable=True),
+    Column("disabled_reason", String(200), nullable=True),
 )
 
 memberships = Table(
@@ -167,6 +173,8 @@ sessions = Table(
     Column("user_agent", String(512), nullable=True),
     #: When the holder last proved who they are (sign-in or step-up); sensitive actions need it to be recent.
     Column("verified_at", UtcDateTime, nullable=True),
+    #: When the session was last used (noted at most every few minutes), for its owner's list of sessions.
+    Column("last_seen_at", UtcDateTime, nullable=True),
     #: ``full``, or ``enrolment``: a sign-in that must set up 2FA first, and may do nothing else.
     Column("purpose", String(16), nullable=False, server_default=text("'full'")),
     Index("ix_sessions_user_id", "user_id"),

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, InstanceRole, NewUser, OrgRole, User
 from nidan.core.passwords import password_problem
 from nidan.core.ports import UnitOfWork
-from nidan.core.usernames import normalised_username, username_key
+from nidan.core.usernames import normalised_username, username_key, username_problem
+from nidan.core.zones import known_time_zone
 from nidan.errors import InvalidInput, UserNotFound, WeakPassword
 from nidan.services import audit, devices
 from nidan.services.context import ServiceContext
+from nidan.texts import LOCALES, _
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
 
@@ -21,23 +24,20 @@ def _checked_username(username: str) -> tuple[str, str]:
     display = normalised_username(username)
     key = username_key(display)
     if key is None:
-        raise InvalidInput(
-            "A username is 1 to 64 characters: letters a-z, digits, '.', '_' or '-', starting and ending with a "
-            "letter or digit."
-        )
+        raise InvalidInput(username_problem(display))
     return display, key
 
 
 def _checked_email(email: str) -> str:
     email = email.strip()
     if not _EMAIL.match(email):
-        raise InvalidInput("Enter an email address such as name@example.com.")
+        raise InvalidInput(_("Enter an email address such as name@example.com."))
     return email
 
 
 def _checked_password(password: str) -> str:
     problem = password_problem(password)
-    if problem:
+    if problem is not None:
         raise WeakPassword(problem)
     return password
 
@@ -98,7 +98,7 @@ def find_user(ctx: ServiceContext, username: str) -> User:
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
     if user is None:
-        raise UserNotFound(f"No user named {username!r} exists.")
+        raise UserNotFound(_("No user named %(name)s exists.", name=repr(username)))
     return user
 
 
@@ -117,7 +117,7 @@ def set_password(
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
         if user is None:
-            raise UserNotFound(f"No user named {username!r} exists.")
+            raise UserNotFound(_("No user named %(name)s exists.", name=repr(username)))
         uow.users.set_password_hash(user.id, password_hash)
         ended = uow.sessions.revoke_all_for_user(user.id, ctx.clock.now())
         # Someone else chose this password: no browser remembered before may skip the second step after it.
@@ -129,3 +129,22 @@ def set_password(
             audit.record(ctx, uow, event, client=client, actor=actor, subject=user, details=details)
         uow.commit()
     return ended
+
+
+def set_preferences(
+    ctx: ServiceContext, user: User, *, locale: str | None, time_zone: str | None, client: ClientInfo
+) -> User:
+    """The person's language and time zone (``None``: not chosen, the browser's are used); audited."""
+    if locale is not None and locale not in LOCALES:
+        raise InvalidInput(_("Choose one of the languages nidan speaks: %(choices)s.", choices=", ".join(LOCALES)))
+    if time_zone is not None and not known_time_zone(time_zone):
+        raise InvalidInput(
+            _("That is not a time zone nidan knows (%(zone)s). Choose one such as Asia/Tokyo.", zone=time_zone)
+        )
+    with ctx.uow() as uow:
+        uow.users.set_preferences(user.id, locale, time_zone)
+        chosen: dict[str, Detail] = {"locale": locale, "time_zone": time_zone}
+        event = EventType.PREFERENCES_CHANGED
+        audit.record(ctx, uow, event, client=client, actor=user, subject=user, details=chosen)
+        uow.commit()
+    return replace(user, locale=locale, time_zone=time_zone)

@@ -11,10 +11,11 @@ from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, User
 from nidan.core.ports import UnitOfWork
 from nidan.core.tokens import looks_like_token, new_token
-from nidan.core.usernames import username_key
+from nidan.core.usernames import application_name_key
 from nidan.errors import AppKeyInvalid, ApplicationNotFound, InvalidInput
 from nidan.services import audit
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 
 #: An application's "last used" is written at most this often: it may verify many codes a second.
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -28,11 +29,13 @@ class RegisteredApplication:
 
 
 def _name_key(name: str) -> str:
-    key = username_key(name.strip())
+    key = application_name_key(name)
     if key is None:
         raise InvalidInput(
-            "An application name is 1 to 64 characters: letters a-z, digits, '.', '_' or '-', starting and ending "
-            "with a letter or digit (e.g. 'wiki' or 'vpn-gateway')."
+            _(
+                "An application name is 1 to 64 characters: letters a-z, digits, '.', '_' or '-', starting and "
+                "ending with a letter or digit (e.g. 'wiki' or 'vpn-gateway')."
+            )
         )
     return key
 
@@ -61,7 +64,7 @@ def remove(ctx: ServiceContext, *, name: str, actor: User | None, client: Client
     with ctx.uow() as uow:
         application = uow.applications.remove(_name_key(name))
         if application is None:
-            raise ApplicationNotFound(f"No application named {name.strip()!r} is registered.")
+            raise ApplicationNotFound(_("No application named %(name)s is registered.", name=repr(name.strip())))
         details: dict[str, Detail] = {"app": application.name}
         audit.record(ctx, uow, EventType.APPLICATION_REMOVED, client=client, actor=actor, subject=None, details=details)
         uow.commit()

@@ -25,9 +25,10 @@ from nidan.core.audit import (
 )
 from nidan.core.models import ClientInfo, User
 from nidan.core.ports import UnitOfWork
-from nidan.core.usernames import username_key
+from nidan.core.usernames import username_key, username_problem
 from nidan.errors import InvalidInput
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 
 #: The most events one page of a listing returns.
 MAX_PAGE = 200
@@ -49,7 +50,7 @@ def checked_reason(reason: str | None) -> str | None:
         return None
     cleaned = " ".join(reason.split())
     if len(cleaned) > MAX_REASON or not cleaned.isprintable():
-        raise InvalidInput(f"Give the reason in at most {MAX_REASON} characters, on one line.")
+        raise InvalidInput(_("Give the reason in at most %(max)d characters, on one line.", max=MAX_REASON))
     return cleaned or None
 
 
@@ -83,7 +84,7 @@ def record(
 
 def _page_size(limit: int) -> int:
     if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit is 1 to {MAX_PAGE}.")
+        raise InvalidInput(_("limit is 1 to %(max)d.", max=MAX_PAGE))
     return limit
 
 
@@ -108,12 +109,12 @@ def all_events(
     """Everyone's events for administrators, newest first. ``username`` matches the subject or the actor (by the
     name recorded, so events of a renamed or removed account are still found); ``until`` is exclusive."""
     if since is not None and until is not None and since >= until:
-        raise InvalidInput("'since' must be earlier than 'until'.")
+        raise InvalidInput(_("'since' must be earlier than 'until'."))
     key = None
     if username is not None:
         key = username_key(username)
         if key is None:
-            raise InvalidInput("That is not a valid username.")
+            raise InvalidInput(username_problem(username))
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None
         query = AuditQuery(

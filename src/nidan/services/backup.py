@@ -4,6 +4,9 @@
 data needs, and refuses to write an archive that would be incomplete. ``restore`` refuses an archive that lacks a
 part or whose parts disagree with its manifest, naming the part, and refuses a database that holds data unless
 told to replace it; only then does it load the rows (one transaction) and write the key files.
+
+Only the command line runs these (``nidan backup``, ``nidan restore``), for the operator, in English: their messages
+are plain strings, not msgids (``nidan.texts``); no page shows them.
 """
 
 from __future__ import annotations

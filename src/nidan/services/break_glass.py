@@ -33,6 +33,7 @@ def recover_admin(ctx: ServiceContext, *, username: str, client: ClientInfo) -> 
     """Reset an instance administrator's 2FA and blocks and make a one-time link into setting it up again."""
     user = accounts.find_user(ctx, username)
     if user.role is not InstanceRole.ADMIN:
+        # English on purpose (a plain str): only ``nidan admin recover`` on the server's terminal gets here.
         raise InvalidInput(
             f"{user.username} is not an instance administrator. For other users, an administrator resets 2FA "
             f"(`nidan user reset-2fa {user.username}`)."

@@ -30,6 +30,7 @@ from nidan.core.tokens import looks_like_token, new_token
 from nidan.errors import DeviceNotFound
 from nidan.services import audit
 from nidan.services.context import ServiceContext
+from nidan.texts import Text
 
 #: The detail the events of the changes that forget every browser carry (only when some were forgotten).
 FORGOTTEN_DETAIL = "remembered_devices_forgotten"
@@ -68,6 +69,8 @@ class DeviceView:
     last_ip: str | None
     #: When it stops skipping the second step (the user's policy now may make that earlier than it was).
     expires_at: datetime
+    #: ``browser`` for a page, in the reader's language (``| said``).
+    label: Text
 
 
 def remember_days(ctx: ServiceContext, uow: UnitOfWork, user_id: int) -> int:
@@ -171,6 +174,7 @@ def _view(device: RememberedDeviceRecord, days: int) -> DeviceView:
         first_ip=device.first_ip,
         last_ip=device.last_ip,
         expires_at=usable_until(device, days),
+        label=user_agents.label(device.user_agent),
     )
 
 

@@ -2,6 +2,8 @@
 
 Each check ends OK, WARN (works, but needs attention) or FAIL (nidan will not work, or not safely). Nothing here
 creates a key, a file or a table, or applies a migration.
+
+The findings are for the operator at the terminal (the command line stays English): plain strings, not msgids.
 """
 
 from __future__ import annotations

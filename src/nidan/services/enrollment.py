@@ -25,10 +25,11 @@ from nidan.errors import (
 from nidan.services import audit, devices, factors
 from nidan.services.context import ServiceContext
 from nidan.services.methods.totp import KEY_BYTES, totp_context
+from nidan.texts import _
 
 #: RFC 4226 §4 asks for a shared secret of at least 128 bits and recommends 160.
 OBSERVATION_WINDOW = timedelta(days=30)
-_CODES_COME_WITH_2FA = "Turn on two-step verification first; recovery codes come with it."
+_CODES_COME_WITH_2FA = _("Turn on two-step verification first; recovery codes come with it.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,7 @@ def _check_pending(ctx: ServiceContext, user_id: int, code: str) -> tuple[int, t
                 ClockSkewDetected(offset)
                 if offset is not None
                 else InvalidCode(
-                    "That code is not valid. Enter the 6-digit code your authenticator app shows for nidan now."
+                    _("That code is not valid. Enter the 6-digit code your authenticator app shows for nidan now.")
                 )
             )
         return pending.id, found, _renews_codes(uow, user_id, replacing=uow.totp.get_active(user_id) is not None)

@@ -38,6 +38,7 @@ class Refusal(StrEnum):
     PASSWORD_DISABLED = "password_disabled"  # noqa: S105
     TWO_FACTOR_ENABLED = "two_factor_enabled"
     TWO_FACTOR_REQUIRED = "two_factor_required"
+    ACCOUNT_DISABLED = "account_disabled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,8 @@ def _by_token(ctx: ServiceContext, secret: str, scope: Scope) -> Admitted | _Den
         return _Denied(Refusal.TOKEN_EXPIRED, owner, token.id)
     if not token.grants(scope):
         return _Denied(Refusal.SCOPE_MISSING, owner, token.id)
+    if owner.disabled:  # revoked when it was disabled; one made or missed meanwhile is refused all the same
+        return _Denied(Refusal.ACCOUNT_DISABLED, owner, token.id)
     return Admitted(owner, "token", token.id, token.last_used_at)
 
 
@@ -147,6 +150,8 @@ def _by_password(ctx: ServiceContext, key: str, password: str) -> Admitted | _De
     if not ctx.passwords.verify(user.password_hash if user else None, password) or user is None:
         return _Denied(Refusal.PASSWORD_INCORRECT, user)
     # Only a correct password reaches these, and they get the same answer: nothing here tells an attacker more.
+    if user.disabled:
+        return _Denied(Refusal.ACCOUNT_DISABLED, user)
     if not ctx.password_authentication_for_git:
         return _Denied(Refusal.PASSWORD_DISABLED, user)
     with ctx.uow() as uow:

@@ -12,6 +12,9 @@ Rotation runs while the server does. It has two steps, so that several processes
 ``rotate`` does both (single-process installs). Every step can be run again: after a crash, ``rotate`` sees the
 unfinished rotation (a non-primary key still in use or in the directory) and continues it instead of adding yet
 another key.
+
+Only the command line runs a rotation (``nidan keys``), for the operator, in English: its messages are plain strings,
+not msgids (``nidan.texts``).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from nidan.errors import (
 )
 from nidan.services import accounts, audit, authority, second_step
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 
 
 def requirement_of(uow: UnitOfWork, user_id: int) -> Requirement:
@@ -45,7 +46,7 @@ def requirement_of(uow: UnitOfWork, user_id: int) -> Requirement:
 def _find(uow: UnitOfWork, slug: str) -> Organisation:
     organisation = uow.organisations.get_by_slug(slug.strip().lower())
     if organisation is None:
-        raise OrganisationNotFound(f"No organisation named {slug.strip()!r} exists.")
+        raise OrganisationNotFound(_("No organisation named %(name)s exists.", name=repr(slug.strip())))
     return organisation
 
 

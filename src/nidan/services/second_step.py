@@ -33,6 +33,7 @@ from nidan.errors import InvalidCode, InvalidInput, MethodNotAllowed, MethodNotA
 from nidan.services import audit, throttling
 from nidan.services.context import ServiceContext
 from nidan.services.methods import PLUGINS
+from nidan.texts import _
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -139,8 +140,10 @@ def choose_default(ctx: ServiceContext, user: User, method: Method, client: Clie
     """The method a sign-in offers ``user`` first from now on: one they can use now and not a fallback."""
     if PLUGINS[method].backup:
         raise InvalidInput(
-            "A recovery code is a fallback for when your usual method is not at hand; choose your authenticator "
-            "app or another method you set up as the default."
+            _(
+                "A recovery code is a fallback for when your usual method is not at hand; choose your "
+                "authenticator app or another method you set up as the default."
+            )
         )
     with ctx.uow() as uow:
         if method not in allowed(uow, user.id):

@@ -14,6 +14,7 @@ from nidan.core.second_step import FactorCheck, Option, Purpose
 from nidan.core.tokens import looks_like_token, new_token
 from nidan.core.usernames import username_key
 from nidan.errors import (
+    AccountDisabled,
     AuthenticationRequired,
     InvalidCredentials,
     MfaSetupRequired,
@@ -33,6 +34,8 @@ MFA_PURPOSE = "mfa"
 REMEMBERED_DEVICE = "remembered_device"
 FULL = "full"
 ENROLMENT = "enrolment"
+#: A session's "last seen" is noted at most this often.
+SEEN_EVERY = timedelta(minutes=5)
 #: Long enough to find the phone and install an app; the setup needs no further step-up within it.
 ENROLMENT_LIFETIME = timedelta(minutes=30)
 
@@ -173,6 +176,11 @@ def login_steps(
         # Each way out below commits last: nothing can fail once the turn is settled.
         with ctx.uow() as uow:
             throttling.settle_success(ctx, uow, reservation)
+            if user.disabled:
+                # Told only now, after the right password: a wrong one is answered as for anyone (401).
+                uow.commit()
+                settled = True
+                raise AccountDisabled()
             if rehashed:
                 uow.users.set_password_hash(user.id, rehashed)
             offered = second_step.options(ctx, uow, user)
@@ -204,6 +212,8 @@ def _remembered(
     subject = throttling.second_factor_of(ctx, uow, user.id)
     state = uow.throttles.get(subject.scope, subject.key)
     if (state is not None and state.locked_at is not None) or user.registration_required_at is not None:
+        return None
+    if user.disabled:  # its browsers were forgotten when it was disabled; never admitted meanwhile either
         return None
     admitted = devices.admit(ctx, uow, user.id, device_token, client)
     if admitted is None:
@@ -330,6 +340,8 @@ class _SignInStep:
         # Spent in the same transaction as the factor: if another request won the token, neither is spent.
         if self._challenge is None or not uow.mfa_challenges.consume(self._challenge.id, ctx.clock.now()):
             raise MfaTokenInvalid()
+        if user.disabled:  # disabled between the password and the code (``user`` is read under the lock)
+            raise AccountDisabled()
         if user.registration_required_at is not None:
             # Proved with the old factor; an administrator asked for the methods to be registered again.
             return open_enrolment(ctx, uow, user, client, "administrator", via=result.method.value)
@@ -356,10 +368,16 @@ def current_session(ctx: ServiceContext, session_token: str) -> CurrentSession:
     purpose = _purpose_of(session_token)
     if purpose is None:
         raise AuthenticationRequired()
+    now = ctx.clock.now()
     with ctx.uow() as uow:
-        session = uow.sessions.get_valid(ctx.hash_token(session_token, SESSION_PURPOSE), ctx.clock.now())
+        session = uow.sessions.get_valid(ctx.hash_token(session_token, SESSION_PURPOSE), now)
         user = uow.users.get(session.user_id) if session else None
-    if session is None or user is None or session.purpose != purpose:
+        stale = session is not None and (session.last_seen_at is None or session.last_seen_at < now - SEEN_EVERY)
+        if session is not None and user is not None and stale:
+            # For its owner's list of sessions ("last seen"): one write every few minutes, not one per request.
+            uow.sessions.touch(session.id, now, not_since=now - SEEN_EVERY)
+            uow.commit()
+    if session is None or user is None or user.disabled or session.purpose != purpose:
         raise AuthenticationRequired()
     if purpose == ENROLMENT and not _still_enrolling(ctx, user):
         raise AuthenticationRequired()  # 2FA is set up meanwhile: a setup token must never replace it

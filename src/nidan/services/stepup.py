@@ -24,16 +24,17 @@ from nidan.core.second_step import FactorCheck, Option, Purpose
 from nidan.errors import AuthenticationRequired, InvalidCredentials, MethodNotAllowed, MethodNotAvailable, NidanError
 from nidan.services import audit, second_step, signin, throttling
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 
 Password = Literal["password"]
 #: What a person can confirm with at step-up.
 ReauthMethod = Method | Password
 PASSWORD: Password = "password"  # noqa: S105 (a method name, not a password)
 
-SECOND_FACTOR_REQUIRED = (
+SECOND_FACTOR_REQUIRED = _(
     "Your account has two-step verification: confirm with a code from your authenticator app or a recovery code."
 )
-PASSWORD_REQUIRED = "Two-step verification is off for your account: confirm with your password."  # noqa: S105
+PASSWORD_REQUIRED = _("Two-step verification is off for your account: confirm with your password.")
 
 
 def methods(ctx: ServiceContext, user: User) -> list[ReauthMethod]:
@@ -123,7 +124,7 @@ def _with_password(ctx: ServiceContext, user: User, password: str, step: _StepUp
                 )
                 uow.commit()
                 settled = True
-                raise InvalidCredentials("That password is not correct. Enter the password you sign in with.")
+                raise InvalidCredentials(_("That password is not correct. Enter the password you sign in with."))
             throttling.settle_success(ctx, uow, turn)
             replaced = step.replace_session(uow, user)
             audit.record(

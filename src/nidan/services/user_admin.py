@@ -20,6 +20,7 @@ from nidan.errors import InvalidCode, NoEnrollment, NotPermitted, UserNotFound
 from nidan.services import accounts, audit, authority, devices, enrollment, second_step, throttling
 from nidan.services.context import ServiceContext
 from nidan.services.signin import CurrentSession
+from nidan.texts import _
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,7 @@ def _confirm_own_code(ctx: ServiceContext, admin: User, code: str, client: Clien
     with ctx.uow() as uow:
         has_totp = uow.totp.get_active(admin.id) is not None
     if not has_totp:
-        raise InvalidCode("Set up your own authenticator app first: this action is confirmed with its code.")
+        raise InvalidCode(_("Set up your own authenticator app first: this action is confirmed with its code."))
     attempt = second_step.Attempt(Purpose.STEP_UP, client)
     step = second_step.Recorded(ctx, EventType.STEP_UP_SUCCEEDED, client)
     outcome = second_step.prove(ctx, attempt, user_id=admin.id, method=Method.TOTP, code=code, step=step)

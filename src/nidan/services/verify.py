@@ -18,12 +18,13 @@ from functools import partial
 
 from nidan.core.access_tokens import Application
 from nidan.core.audit import Detail, EventType
+from nidan.core.codes import typed_code
 from nidan.core.models import ClientInfo, Method, User
 from nidan.core.ports import UnitOfWork
 from nidan.core.second_step import FactorCheck, Purpose
 from nidan.core.usernames import username_key
-from nidan.errors import NidanError, VerificationLocked
-from nidan.services import applications, second_step, throttling
+from nidan.errors import AccountDisabled, NidanError, VerificationLocked
+from nidan.services import applications, audit, second_step, throttling
 from nidan.services.context import ServiceContext
 
 log = logging.getLogger("nidan.services.verify")
@@ -40,9 +41,9 @@ class VerifyResult:
 
 
 def guess_method(code: str) -> Method:
-    """Digits (spaces allowed) are an authenticator code; anything else is tried as a recovery code."""
-    compact = "".join(code.split())
-    return Method.TOTP if compact.isdigit() else Method.RECOVERY_CODE
+    """Digits (spaces allowed, full-width ones too: read as every code is, by ``typed_code``) are an authenticator
+    code; anything else is tried as a recovery code."""
+    return Method.TOTP if typed_code(code).isdigit() else Method.RECOVERY_CODE
 
 
 def verify(
@@ -232,5 +233,12 @@ class _Answer:
 
     def passed(self, uow: UnitOfWork, user: User, result: FactorCheck) -> VerifyResult:
         app: dict[str, Detail] = {"app": self._application.name}
+        if user.disabled:
+            # Read in the same one-row statement as the rest of the name's second step (no statement more), and
+            # told only once the code was right: every name does the same work up to here.
+            details: dict[str, Detail] = {"method": result.method.value, "reason": AccountDisabled.code, **app}
+            event = EventType.VERIFY_FAILED
+            audit.record(self._ctx, uow, event, client=self._client, actor=None, subject=user, details=details)
+            return VerifyResult(ok=False, method=result.method, error=AccountDisabled())
         second_step.record_success(self._ctx, uow, user, result, EventType.VERIFY_SUCCEEDED, self._client, app)
         return VerifyResult(ok=True, method=result.method, username=user.username)

@@ -76,6 +76,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.router.default = slash_redirect_or_not_found(app.router)
     app.state.services = serving_services(runtime)
     app.state.settings = runtime.settings
+    app.state.default_locale = runtime.settings.ui.default_locale
     app.state.storage_is_embedded = runtime.storage_is_embedded
     #: The verify API's authenticator codes that arrive together are checked together: on the event loop itself on
     #: embedded SQLite, in a thread a group at a time on a database server.

@@ -7,9 +7,11 @@ import os
 import re
 from contextvars import ContextVar
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nidan.errors import NidanError
+from nidan.web.i18n import catalog_for
 
 log = logging.getLogger("nidan.web")
 
@@ -73,7 +75,8 @@ class CorrelationIdMiddleware:
                 raise
             from nidan.web.problems import problem_response
 
-            response = problem_response(500, "internal_error", NidanError.default_message)
+            said = catalog_for(Request(scope)).text(*NidanError().texts)
+            response = problem_response(500, "internal_error", said)
             await response(scope, receive, send_with_id)
         finally:
             if token is not None:
@@ -144,7 +147,7 @@ class BodyTooLarge(Exception):
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
-    from nidan.web.problems import problem_response
+    from nidan.web.problems import TOO_LARGE, problem_response
 
-    response = problem_response(413, "payload_too_large", "The request body is too large.")
+    response = problem_response(413, "payload_too_large", catalog_for(Request(scope)).text(TOO_LARGE))
     await response(scope, receive, send)

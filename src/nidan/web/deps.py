@@ -8,9 +8,10 @@ from fastapi import Depends, Request
 
 from nidan.core.models import ClientInfo
 from nidan.core.roles import is_instance_admin
-from nidan.errors import AdminRequired, AuthenticationRequired
+from nidan.errors import AdminRequired, AuthenticationRequired, MfaSetupRequired
 from nidan.services import signin, user_admin
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 from nidan.web.client_address import Network, client_address
 from nidan.web.correlation import current_correlation_id
 
@@ -70,10 +71,10 @@ def session_cookie_name(request: Request) -> str:
 
 def current_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
     """A full session; an enrolment-only one (2FA required, not set up) gets 403 ``mfa_setup_required``."""
-    token = bearer_token(request)
-    if token is None:
-        raise AuthenticationRequired()
-    return signin.full_session(ctx, token)
+    session = enrolling_session(request, ctx)
+    if session.enrolment_only:
+        raise MfaSetupRequired()
+    return session
 
 
 def enrolling_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
@@ -81,7 +82,14 @@ def enrolling_session(request: Request, ctx: Annotated[ServiceContext, Depends(s
     token = bearer_token(request)
     if token is None:
         raise AuthenticationRequired()
-    return signin.current_session(ctx, token)
+    return speaking_to(request, signin.current_session(ctx, token))
+
+
+def speaking_to(request: Request, session: signin.CurrentSession) -> signin.CurrentSession:
+    """From here on the request's answers (and errors) use the person's chosen language and time zone."""
+    request.state.user_locale = session.user.locale
+    request.state.user_time_zone = session.user.time_zone
+    return session
 
 
 def recently_verified(
@@ -119,8 +127,10 @@ def manager_session(
     the services' decision (403 ``not_permitted``)."""
     if not user_admin.is_manager(ctx, session.user):
         raise AdminRequired(
-            "Only administrators (of this instance, or an organisation's owners, admins and user admins) can do "
-            "this. Ask an administrator if you need it done."
+            _(
+                "Only administrators (of this instance, or an organisation's owners, admins and user admins) can do "
+                "this. Ask an administrator if you need it done."
+            )
         )
     return session
 

@@ -18,6 +18,7 @@ from nidan.core.access_tokens import Scope
 from nidan.errors import BASIC_AUTH_DENIED_MESSAGE, BasicAuthDenied, RateLimited
 from nidan.services import gate
 from nidan.web.deps import Client, Services
+from nidan.web.i18n import catalog_for
 
 router = APIRouter(prefix="/auth/basic", tags=["forward auth"])
 
@@ -49,9 +50,10 @@ def denied() -> PlainTextResponse:
     )
 
 
-def blocked_answer(blocked: RateLimited) -> PlainTextResponse:
+def blocked_answer(blocked: RateLimited, request: Request) -> PlainTextResponse:
+    """The block, said in the client's language (Git sends ``Accept-Language`` from the user's locale)."""
     return PlainTextResponse(
-        blocked.message + "\n",
+        catalog_for(request).text(*blocked.texts) + "\n",
         status_code=403,
         headers={"Retry-After": str(blocked.retry_after_seconds), "X-Nidan-Error": blocked.code},
     )
@@ -93,7 +95,7 @@ def basic_gate(request: Request, ctx: Services, client: Client, scope: Annotated
     except BasicAuthDenied:
         return denied()
     except RateLimited as blocked:
-        return blocked_answer(blocked)
+        return blocked_answer(blocked, request)
     headers = {"X-Nidan-User": admitted.user.username, "X-Nidan-Auth": admitted.via, "Cache-Control": "no-store"}
     return Response(status_code=200, headers=headers)
 
@@ -132,8 +134,8 @@ MAX_RETRY_AFTER = 86_400
     response_class=PlainTextResponse,
     responses={403: {"description": "The block.", "content": {"text/plain": {}}}},
 )
-def block_page(retry_after: Annotated[int, Query(ge=1, le=MAX_RETRY_AFTER)] = 1) -> PlainTextResponse:
-    return blocked_answer(RateLimited(retry_after))
+def block_page(request: Request, retry_after: Annotated[int, Query(ge=1, le=MAX_RETRY_AFTER)] = 1) -> PlainTextResponse:
+    return blocked_answer(RateLimited(retry_after), request)
 
 
 router.add_api_route("/blocked", block_page, methods=OTHER_METHODS, include_in_schema=False)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,7 +16,9 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nidan import errors
+from nidan.texts import Text, _, ngettext
 from nidan.web.correlation import BodyTooLarge, current_correlation_id
+from nidan.web.i18n import Catalog, catalog_for
 
 log = logging.getLogger("nidan.web")
 
@@ -34,14 +38,15 @@ STATUS_BY_ERROR: list[tuple[type[errors.NidanError], int]] = [
     (errors.ConfigurationError, 503),
 ]
 
-_HTTP_CODES = {
-    400: ("bad_request", "The request could not be understood."),
+TOO_LARGE = _("The request body is too large.")
+_HTTP_CODES: dict[int, tuple[str, Text]] = {
+    400: ("bad_request", _("The request could not be understood.")),
     401: ("authentication_required", errors.AuthenticationRequired.default_message),
-    403: ("forbidden", "You are not allowed to do this."),
-    404: ("not_found", "Nothing was found at this address. Check the URL."),
-    405: ("http_method_not_allowed", "This address does not accept that HTTP method."),
-    413: ("payload_too_large", "The request body is too large."),
-    415: ("unsupported_media_type", "Send the request body as JSON (Content-Type: application/json)."),
+    403: ("forbidden", _("You are not allowed to do this.")),
+    404: ("not_found", _("Nothing was found at this address. Check the URL.")),
+    405: ("http_method_not_allowed", _("This address does not accept that HTTP method.")),
+    413: ("payload_too_large", TOO_LARGE),
+    415: ("unsupported_media_type", _("Send the request body as JSON (Content-Type: application/json).")),
 }
 
 
@@ -79,11 +84,13 @@ def error_headers(error: errors.NidanError) -> dict[str, str]:
     return {}
 
 
-def error_response(error: errors.NidanError) -> JSONResponse:
-    """The API's answer to ``error``: its status, headers and body from the tables above."""
+def error_response(error: errors.NidanError, language: Catalog | None = None) -> JSONResponse:
+    """The API's answer to ``error``: its status, headers and body from the tables above, the message in
+    ``language`` (English without one); the code is the same in every language."""
     status = status_for(error)
     _log_server_error(status, error)
-    return problem_response(status, error.code, error.message, error_headers(error))
+    message = language.text(*error.texts) if language is not None else error.message
+    return problem_response(status, error.code, message, error_headers(error))
 
 
 def _log_server_error(status: int, error: errors.NidanError) -> None:
@@ -92,15 +99,92 @@ def _log_server_error(status: int, error: errors.NidanError) -> None:
         log.error("request failed: %s (%s)", error.code, error.message)
 
 
-def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, object]]]:
+#: What is wrong with a field, by pydantic's error type, in the reader's language (pydantic's own sentences are
+#: English only: the JSON ``fields`` list keeps them for programs). Written to follow "<field>: ".
+_FIELD_PROBLEMS: dict[str, Text] = {
+    "missing": _("required"),
+    "extra_forbidden": _("not a field of this request"),
+    "string_type": _("must be text"),
+    "string_unicode": _("must be text"),
+    "string_pattern_mismatch": _("is not in the expected form"),
+    "int_type": _("must be a whole number"),
+    "int_parsing": _("must be a whole number"),
+    "int_from_float": _("must be a whole number"),
+    "float_type": _("must be a number"),
+    "float_parsing": _("must be a number"),
+    "bool_type": _("must be true or false"),
+    "bool_parsing": _("must be true or false"),
+    "dict_type": _("must be a JSON object"),
+    "model_type": _("must be a JSON object"),
+    "model_attributes_type": _("must be a JSON object"),
+    "list_type": _("must be a list"),
+    "date_type": _("must be a date, such as 2027-03-14"),
+    "date_parsing": _("must be a date, such as 2027-03-14"),
+    "date_from_datetime_parsing": _("must be a date, such as 2027-03-14"),
+    "date_from_datetime_inexact": _("must be a date, such as 2027-03-14"),
+    "datetime_type": _("must be a date and time, such as 2026-03-14T15:09:26Z"),
+    "datetime_parsing": _("must be a date and time, such as 2026-03-14T15:09:26Z"),
+    "datetime_from_date_parsing": _("must be a date and time, such as 2026-03-14T15:09:26Z"),
+}
+_NOT_VALID = _("not valid")
+#: The quoted choices in pydantic's ``expected`` ("'totp' or 'recovery_code'"), without its English "or".
+_CHOICE = re.compile(r"'([^']*)'")
+
+
+def _field_problem(problem: Mapping[str, Any]) -> Text:
+    """What is wrong, from pydantic's error ``type`` and its limits (``ctx``); a validator of nidan's raises
+    ``ValueError`` with a ``Text``, which is said as it is."""
+    kind = str(problem.get("type", ""))
+    ctx: Mapping[str, Any] = problem.get("ctx") or {}
+    if kind in _FIELD_PROBLEMS:
+        return _FIELD_PROBLEMS[kind]
+    if kind == "string_too_short" and isinstance(ctx.get("min_length"), int):
+        if ctx["min_length"] == 1:
+            return _("must not be empty")
+        return ngettext(
+            "must be at least %(n)d character long", "must be at least %(n)d characters long", ctx["min_length"]
+        )
+    if kind == "string_too_long" and isinstance(ctx.get("max_length"), int):
+        return ngettext(
+            "must be at most %(n)d character long", "must be at most %(n)d characters long", ctx["max_length"]
+        )
+    if kind == "too_short" and isinstance(ctx.get("min_length"), int):
+        return ngettext("must have at least %(n)d item", "must have at least %(n)d items", ctx["min_length"])
+    if kind == "too_long" and isinstance(ctx.get("max_length"), int):
+        return ngettext("must have at most %(n)d item", "must have at most %(n)d items", ctx["max_length"])
+    if kind == "greater_than_equal" and "ge" in ctx:
+        return _("must be %(limit)s or more", limit=ctx["ge"])
+    if kind == "less_than_equal" and "le" in ctx:
+        return _("must be %(limit)s or less", limit=ctx["le"])
+    if kind == "greater_than" and "gt" in ctx:
+        return _("must be more than %(limit)s", limit=ctx["gt"])
+    if kind == "less_than" and "lt" in ctx:
+        return _("must be less than %(limit)s", limit=ctx["lt"])
+    if kind in ("enum", "literal_error") and "expected" in ctx:
+        choices = _CHOICE.findall(str(ctx["expected"])) or [str(ctx["expected"])]
+        return _("must be one of: %(choices)s", choices=", ".join(choices))
+    error = ctx.get("error")
+    if kind == "value_error" and isinstance(error, ValueError) and error.args and isinstance(error.args[0], Text):
+        return error.args[0]
+    return _NOT_VALID
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[Text, list[dict[str, object]]]:
+    """The message (naming the first few fields and what is wrong with each, in words of nidan's catalogs) and the
+    ``fields`` list (pydantic's words, for programs)."""
     fields: list[dict[str, object]] = []
-    for problem in exc.errors():
-        location = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
-        fields.append({"field": location or "body", "problem": str(problem.get("msg", "invalid"))})
+    summary: Text | None = None
+    for index, problem in enumerate(exc.errors()):
+        location = ".".join(str(part) for part in problem.get("loc", ()) if part != "body") or "body"
+        fields.append({"field": location, "problem": str(problem.get("msg", "invalid"))})
+        if index < 3:
+            wrong = _("%(field)s: %(problem)s", field=location, problem=_field_problem(problem))
+            summary = wrong if summary is None else _("%(earlier)s; %(later)s", earlier=summary, later=wrong)
     if any(p.get("type") == "json_invalid" for p in exc.errors()):
-        return "The request body is not valid JSON.", fields
-    summary = "; ".join(f"{f['field']}: {f['problem']}" for f in fields[:3])
-    return f"Some fields are missing or not valid ({summary}).", fields
+        return _("The request body is not valid JSON."), fields
+    if summary is None:
+        return errors.InvalidInput.default_message, fields
+    return _("Some fields are missing or not valid (%(summary)s).", summary=summary), fields
 
 
 class ErrorPageRenderer(Protocol):
@@ -133,13 +217,22 @@ def _body_unreadable(exc: StarletteHTTPException) -> bool:
 
 
 async def _respond(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
+    request: Request,
+    status: int,
+    code: str,
+    message: Text | errors.NidanError,
+    headers: dict[str, str] | None = None,
+    **extra: object,
 ) -> Response:
+    """The answer to a failed request in the reader's language: JSON for programs, the error page for people."""
+    language = catalog_for(request)
+    texts = message.texts if isinstance(message, errors.NidanError) else (message,)
+    said = language.text(*texts)
     if _wants_json(request):
-        return problem_response(status, code, message, headers, **extra)
+        return problem_response(status, code, said, headers, **extra)
     renderer: ErrorPageRenderer = request.app.state.error_page
     # The page may look up who is signed in (a database read): keep it off the event loop.
-    response = await run_in_threadpool(renderer, request, status, code, message)
+    response = await run_in_threadpool(renderer, request, status, code, said)
     response.headers.update(headers or {})
     return response
 
@@ -151,10 +244,10 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = 
     @app.exception_handler(errors.NidanError)
     async def nidan_error(request: Request, exc: errors.NidanError) -> Response:
         if _wants_json(request):
-            return error_response(exc)
+            return error_response(exc, catalog_for(request))
         status = status_for(exc)
         _log_server_error(status, exc)
-        return await _respond(request, status, exc.code, exc.message, error_headers(exc))
+        return await _respond(request, status, exc.code, exc, error_headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -165,8 +258,9 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = 
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if _body_unreadable(exc):
             fields: list[dict[str, object]] = [{"field": "body", "problem": "not UTF-8"}]
-            return await _respond(request, 422, "invalid_request", "The request body is not valid JSON.", fields=fields)
-        code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+            unreadable = _("The request body is not valid JSON.")
+            return await _respond(request, 422, "invalid_request", unreadable, fields=fields)
+        code, message = _HTTP_CODES.get(exc.status_code, ("http_error", Text(str(exc.detail))))
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = allowed_methods(request)

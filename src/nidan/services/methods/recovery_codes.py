@@ -17,6 +17,7 @@ from nidan.core.ports import SecondStep, UnitOfWork
 from nidan.core.second_step import Details, FactorCheck, Option
 from nidan.services import audit
 from nidan.services.context import ServiceContext
+from nidan.texts import ngettext
 
 #: Hashed in place of a code that cannot be one, so that refusing it costs the argon2id a real check costs.
 _STAND_IN_CODE = "0" * recovery.CODE_LENGTH
@@ -45,7 +46,7 @@ class RecoveryCodes:
         left = uow.recovery_codes.count_unused(user.id)
         if not left:
             return []
-        label = f"A recovery code ({left} left)"
+        label = ngettext("A recovery code (%(n)d left)", "A recovery code (%(n)d left)", left)
         return [Option(Method.RECOVERY_CODE, Method.RECOVERY_CODE.value, label)]
 
     def prepare(self, ctx: ServiceContext, user_id: int | None, code: str) -> object:

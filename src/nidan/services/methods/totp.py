@@ -10,6 +10,7 @@ from nidan.core.ports import SecondStep, UnitOfWork
 from nidan.core.sealing import KeyRing, Sealed
 from nidan.core.second_step import Details, FactorCheck, Option
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 
 #: A TOTP seed's size in bytes (160 bits, RFC 4226's recommendation); a stand-in authenticator's too.
 KEY_BYTES = 20
@@ -33,7 +34,7 @@ class AuthenticatorApp:
     def options(self, ctx: ServiceContext, uow: UnitOfWork, user: User) -> list[Option]:
         if uow.totp.get_active(user.id) is None:
             return []
-        return [Option(Method.TOTP, Method.TOTP.value, "Authenticator app")]
+        return [Option(Method.TOTP, Method.TOTP.value, _("Authenticator app"))]
 
     def prepare(self, ctx: ServiceContext, user_id: int | None, code: str) -> object:
         return None

@@ -8,7 +8,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nidan.web.pages import admin, admin_orgs, admin_users, apps, auth, events, recover, security, setup, stepup, tokens
+from nidan.web.pages import (
+    account,
+    admin,
+    admin_orgs,
+    admin_users,
+    apps,
+    auth,
+    events,
+    language,
+    recover,
+    security,
+    setup,
+    stepup,
+    tokens,
+)
 from nidan.web.pages.rendering import render_error_page
 
 router = APIRouter(include_in_schema=False)
@@ -23,5 +37,7 @@ router.include_router(apps.router)
 router.include_router(admin.router)
 router.include_router(admin_users.router)
 router.include_router(admin_orgs.router)
+router.include_router(language.router)
+router.include_router(account.router)
 
 __all__ = ["render_error_page", "router"]

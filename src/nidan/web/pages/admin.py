@@ -23,6 +23,7 @@ from nidan.core.usernames import username_key
 from nidan.errors import AdminRequired, InvalidInput, OrganisationExists
 from nidan.services import authority, organisations, signin, user_admin
 from nidan.services.context import ServiceContext
+from nidan.texts import Text, _
 from nidan.web.deps import Client, Services
 from nidan.web.pages.cookies import PageSession
 from nidan.web.pages.csrf import CheckedForm, field
@@ -35,24 +36,26 @@ router = APIRouter(include_in_schema=False)
 PAGE = "/admin"
 #: The most users the home page lists at once; the search box narrows the rest down.
 MAX_LISTED = 200
-CONSOLE_ONLY = (
+CONSOLE_ONLY = _(
     "The admin console is for administrators: instance administrators, and the owners, admins and user admins of "
     "an organisation. Ask one of them if you need something done."
 )
 
-POLICY_LABELS: dict[TwoFactorPolicy, tuple[str, str]] = {
-    TwoFactorPolicy.OPTIONAL: ("Optional", "Members choose whether to turn on two-step verification."),
+#: How the pages name each two-step policy (the stored values stay as they are): its name, and what it means.
+POLICY_LABELS: dict[TwoFactorPolicy, tuple[Text, Text]] = {
+    TwoFactorPolicy.OPTIONAL: (_("Optional"), _("Members choose whether to turn on two-step verification.")),
     TwoFactorPolicy.REQUIRED_FOR_ADMINS: (
-        "Required for administrators",
-        "Owners, admins and user admins (the roles that manage people) must have it; members choose.",
+        _("Required for administrators"),
+        _("Owners, admins and user admins (the roles that manage people) must have it; members choose."),
     ),
-    TwoFactorPolicy.REQUIRED_FOR_ALL: ("Required for everyone", "Every member must have it."),
+    TwoFactorPolicy.REQUIRED_FOR_ALL: (_("Required for everyone"), _("Every member must have it.")),
 }
-ROLE_LABELS: dict[OrgRole, str] = {
-    OrgRole.OWNER: "Owner",
-    OrgRole.ADMIN: "Admin",
-    OrgRole.USER_ADMIN: "User admin",
-    OrgRole.MEMBER: "Member",
+#: How the pages name each role in an organisation (the stored values stay as they are).
+ROLE_LABELS: dict[OrgRole, Text] = {
+    OrgRole.OWNER: _("Owner"),
+    OrgRole.ADMIN: _("Admin"),
+    OrgRole.USER_ADMIN: _("User admin"),
+    OrgRole.MEMBER: _("Member"),
 }
 
 

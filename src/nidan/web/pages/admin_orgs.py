@@ -40,6 +40,7 @@ from nidan.errors import (
 from nidan.services import organisations, signin, user_admin
 from nidan.services.context import ServiceContext
 from nidan.services.organisations import OrganisationView, PreviewOutcome
+from nidan.texts import Text, _
 from nidan.web.deps import Client, Services
 from nidan.web.pages.admin import POLICY_LABELS, ROLE_LABELS, console_gate, org_path, user_key, user_path
 from nidan.web.pages.cookies import PageSession
@@ -101,16 +102,19 @@ class PolicyFields:
         try:
             two_factor = TwoFactorPolicy(self.two_factor)
         except ValueError:
-            raise InvalidInput("Choose whether two-step verification is optional or required.") from None
-        grace = _number(self.grace_period_days, f"The grace period is 0 to {MAX_GRACE_DAYS} days.")
+            raise InvalidInput(_("Choose whether two-step verification is optional or required.")) from None
+        grace = _number(self.grace_period_days, _("The grace period is 0 to %(days)d days.", days=MAX_GRACE_DAYS))
         tolerated = None
         if self.tolerated_failures:
-            tolerated = _number(self.tolerated_failures, "Tolerated failures are 0 to 1000, or empty.")
+            tolerated = _number(self.tolerated_failures, _("Tolerated failures are 0 to 1000, or empty."))
         remember = None
         if self.remember_device_days:
             remember = _number(
                 self.remember_device_days,
-                f"A browser may be remembered for 0 to {MAX_REMEMBER_DEVICE_DAYS} days, or leave it empty.",
+                _(
+                    "A browser may be remembered for 0 to %(most)d days, or leave it empty.",
+                    most=MAX_REMEMBER_DEVICE_DAYS,
+                ),
             )
         methods = [m for m in Method if m.value in self.methods]
         return checked_policy(
@@ -123,7 +127,7 @@ class PolicyFields:
         )
 
 
-def _number(value: str, message: str) -> int:
+def _number(value: str, message: Text) -> int:
     if not value:
         return 0
     if not value.isascii() or not value.isdigit() or len(value) > 6:
@@ -237,7 +241,9 @@ def _org_gate(
     ``settings``: owners and admins only (a user admin is not offered the policy form, nor its preview)."""
     access = _access(ctx, session, slug)
     if settings and not access.settings:
-        raise NotPermitted("Only the organisation's owners and admins (and instance administrators) change its policy.")
+        raise NotPermitted(
+            _("Only the organisation's owners and admins (and instance administrators) change its policy.")
+        )
     return access, confirm_if_needed(request, ctx, session, org_path(access.view.organisation.slug))
 
 
@@ -337,7 +343,7 @@ def _role(value: str) -> OrgRole:
     try:
         return OrgRole(value)
     except ValueError:
-        raise InvalidInput("Choose a role: owner, admin, user admin or member.") from None
+        raise InvalidInput(_("Choose a role: owner, admin, user admin or member.")) from None
 
 
 @router.post(PREFIX + "/{slug}/members")

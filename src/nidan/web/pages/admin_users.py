@@ -10,7 +10,7 @@ who they are for nothing. The services check it again, and record the reason.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -20,11 +20,12 @@ from nidan.core.backoff import ThrottleState
 from nidan.core.models import ClientInfo, User
 from nidan.core.roles import is_instance_admin, refused_on_own_account
 from nidan.errors import InvalidInput, NotFound
-from nidan.services import audit, throttling, tokens, user_admin
+from nidan.services import account_status, audit, throttling, tokens, user_admin
 from nidan.services.context import ServiceContext
+from nidan.texts import Text, _
 from nidan.web.deps import Client, Services
 from nidan.web.pages import events
-from nidan.web.pages.admin import console_gate, org_path, user_path
+from nidan.web.pages.admin import ROLE_LABELS, console_gate, org_path, user_path
 from nidan.web.pages.cookies import PageSession
 from nidan.web.pages.csrf import CheckedForm, field
 from nidan.web.pages.rendering import SupportDetails, problem, redirect, render
@@ -42,18 +43,28 @@ Username = Annotated[str, Path(min_length=1, max_length=256)]
 
 Perform = Callable[[ServiceContext, str, User, ClientInfo, str], object]
 
+#: Where a code from a phone with a wrong clock was refused (a clock observation's context, ``core.second_step``).
+CLOCK_CONTEXTS: dict[str, Text] = {
+    "sign_in": _("sign in"),
+    "step_up": _("confirming it's you"),
+    "verify": _("an application's verify call"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Action:
     slug: str
-    #: The confirmation page's question (``{user}`` is the username).
-    question: str
-    button: str
+    #: The confirmation page's question (``%(user)s`` is the username: ``question_about`` fills it).
+    question: Text
+    button: Text
     notice: str
     perform: Perform
     #: An administrator cannot do this to their own account.
     not_self: bool = False
     danger: bool = False
+
+    def question_about(self, username: str) -> Text:
+        return replace(self.question, params=(("user", username),))
 
 
 def _reset(ctx: ServiceContext, username: str, actor: User, client: ClientInfo, reason: str) -> object:
@@ -72,13 +83,21 @@ def _clear(ctx: ServiceContext, username: str, actor: User, client: ClientInfo, 
     return throttling.clear(ctx, username=username, actor=actor, client=client, reason=reason)
 
 
+def _disable(ctx: ServiceContext, username: str, actor: User, client: ClientInfo, reason: str) -> object:
+    return account_status.disable(ctx, username=username, actor=actor, client=client, reason=reason)
+
+
+def _enable(ctx: ServiceContext, username: str, actor: User, client: ClientInfo, reason: str) -> object:
+    return account_status.enable(ctx, username=username, actor=actor, client=client, reason=reason)
+
+
 ACTIONS: dict[str, Action] = {
     action.slug: action
     for action in (
         Action(
             "reset",
-            "Reset two-step verification for {user}?",
-            "Reset two-step verification",
+            _("Reset two-step verification for %(user)s?"),
+            _("Reset two-step verification"),
             "two_factor_reset",
             _reset,
             not_self=True,
@@ -86,21 +105,38 @@ ACTIONS: dict[str, Action] = {
         ),
         Action(
             "require-registration",
-            "Ask {user} to set up two-step verification again?",
-            "Require setup again",
+            _("Ask %(user)s to set up two-step verification again?"),
+            _("Require setup again"),
             "registration_required",
             _require,
             not_self=True,
         ),
         Action(
             "revoke-tokens",
-            "Revoke all access tokens and app passwords of {user}?",
-            "Revoke all tokens and app passwords",
+            _("Revoke all access tokens and app passwords of %(user)s?"),
+            _("Revoke all tokens and app passwords"),
             "tokens_revoked_all",
             _revoke,
             danger=True,
         ),
-        Action("clear-blocks", "Clear the blocks of {user}?", "Clear blocks", "blocks_cleared", _clear),
+        Action("clear-blocks", _("Clear the blocks of %(user)s?"), _("Clear blocks"), "blocks_cleared", _clear),
+        Action(
+            "disable",
+            _("Disable the account of %(user)s?"),
+            _("Disable the account"),
+            "user_disabled",
+            _disable,
+            not_self=True,
+            danger=True,
+        ),
+        Action(
+            "enable",
+            _("Enable the account of %(user)s again?"),
+            _("Enable the account"),
+            "user_enabled",
+            _enable,
+            not_self=True,
+        ),
     )
 }
 
@@ -109,19 +145,19 @@ ACTIONS: dict[str, Action] = {
 class Counter:
     """One backoff counter, said for people."""
 
-    what: str
+    what: Text
     failures: int
-    state: str
+    state: Text
     #: Refusing attempts now (blocked or locked).
     refusing: bool
 
 
-def _counter(what: str, state: ThrottleState, now: datetime) -> Counter:
+def _counter(what: Text, state: ThrottleState, now: datetime) -> Counter:
     if state.locked_at is not None:
-        return Counter(what, state.failures, f"locked since {_when(state.locked_at)}", True)
+        return Counter(what, state.failures, _("locked since %(when)s", when=_when(state.locked_at)), True)
     if state.blocked_until is not None and state.blocked_until > now:
-        return Counter(what, state.failures, f"blocked until {_when(state.blocked_until)}", True)
-    return Counter(what, state.failures, "not blocked", False)
+        return Counter(what, state.failures, _("blocked until %(when)s", when=_when(state.blocked_until)), True)
+    return Counter(what, state.failures, _("not blocked"), False)
 
 
 def _when(value: datetime) -> str:
@@ -130,9 +166,14 @@ def _when(value: datetime) -> str:
 
 def counters(block: throttling.BlockStatus, now: datetime) -> list[Counter]:
     """Every counter of the user: the second step, passwords per address, the Git gate per address."""
-    rows = [_counter("Second step (codes, and confirming it's you)", block.second_factor, now)]
-    rows += [_counter(f"Password from {address}", state, now) for address, state in block.passwords]
-    rows += [_counter(f"Git and apps (gate) from {address}", state, now) for address, state in block.gate]
+    rows = [_counter(_("Second step (codes, and confirming it's you)"), block.second_factor, now)]
+    rows += [
+        _counter(_("Password from %(address)s", address=address), state, now) for address, state in block.passwords
+    ]
+    rows += [
+        _counter(_("Git and apps (gate) from %(address)s", address=address), state, now)
+        for address, state in block.gate
+    ]
     return rows
 
 
@@ -143,6 +184,7 @@ def offered(actions: Iterable[Action], *, actor: User, subject: User) -> set[str
         action.slug
         for action in actions
         if not refused_on_own_account(not_self=action.not_self, actor_id=actor.id, target_id=subject.id)
+        and action.slug != ("enable" if not subject.disabled else "disable")
     }
 
 
@@ -158,8 +200,12 @@ def clean_reason(value: str) -> str:
     reason = " ".join(value.split())
     if not REASON_MIN_LENGTH <= len(reason) <= REASON_MAX_LENGTH or not reason.isprintable():
         raise InvalidInput(
-            f"Give a reason of {REASON_MIN_LENGTH} to {REASON_MAX_LENGTH} characters (e.g. a ticket number, or "
-            "'lost phone, called back on their desk number'): it goes into their security log with your name."
+            _(
+                "Give a reason of %(least)d to %(most)d characters (e.g. a ticket number, or 'lost phone, called back "
+                "on their desk number'): it goes into their security log with your name.",
+                least=REASON_MIN_LENGTH,
+                most=REASON_MAX_LENGTH,
+            )
         )
     return reason
 
@@ -179,6 +225,8 @@ def user_page(request: Request, username: Username, ctx: Services, session: Page
         is_self=seen.user.id == session.user.id,
         offered=offered(ACTIONS.values(), actor=session.user, subject=seen.user),
         observations=[(o, describe_offset(o)) for o in seen.security.clock_observations],
+        clock_contexts=CLOCK_CONTEXTS,
+        role_labels=ROLE_LABELS,
         counters=counters(seen.block, now),
         managed_org_ids={o.id for o in managed},
         actions=ACTIONS,
@@ -229,7 +277,7 @@ def _confirmation(
         status=status,
         username=actor.username,
         action=action,
-        question=action.question.format(user=seen.user.username),
+        question=action.question_about(seen.user.username),
         seen=seen,
         subject=seen.user,
         counters=counters(seen.block, ctx.clock.now()),

@@ -16,6 +16,7 @@ from nidan.core.roles import is_instance_admin
 from nidan.errors import AdminRequired, ApplicationExists, ApplicationNotFound, InvalidInput
 from nidan.services import applications, signin
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 from nidan.web.deps import Client, Services
 from nidan.web.pages.cookies import PageSession
 from nidan.web.pages.csrf import CheckedForm, field
@@ -105,7 +106,7 @@ def _registered(ctx: ServiceContext, name: str) -> Application:
     for application in applications.list_all(ctx):
         if application.name == name:
             return application
-    raise ApplicationNotFound(f"No application named {name!r} is registered.")
+    raise ApplicationNotFound(_("No application named %(name)s is registered.", name=name))
 
 
 @router.get(PAGE + "/{name}/remove")

@@ -13,10 +13,10 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request, Response
 
 from nidan.core.tokens import looks_like_token
-from nidan.errors import AuthenticationRequired
+from nidan.errors import AuthenticationRequired, MfaSetupRequired
 from nidan.services import signin
 from nidan.services.context import ServiceContext
-from nidan.web.deps import cookies_secure, services, session_cookie_name
+from nidan.web.deps import cookies_secure, services, session_cookie_name, speaking_to
 
 MFA_COOKIE = "nidan_mfa"
 #: "Don't ask again on this device": a remembered browser's rotating token (``services/devices.py``).
@@ -129,10 +129,10 @@ def device_from_cookie(request: Request) -> str | None:
 def page_session(request: Request, ctx: Annotated[ServiceContext, Depends(services)]) -> signin.CurrentSession:
     """The session of a page request, from the cookie; 'not signed in' becomes a redirect to the sign-in page,
     and an enrolment-only session (2FA required first) a redirect to the setup page."""
-    token = session_from_cookie(request)
-    if token is None:
-        raise AuthenticationRequired()
-    return signin.full_session(ctx, token)
+    session = enrolling_page_session(request, ctx)
+    if session.enrolment_only:
+        raise MfaSetupRequired()
+    return session
 
 
 def enrolling_page_session(
@@ -142,7 +142,7 @@ def enrolling_page_session(
     token = session_from_cookie(request)
     if token is None:
         raise AuthenticationRequired()
-    return signin.current_session(ctx, token)
+    return speaking_to(request, signin.current_session(ctx, token))
 
 
 PageSession = Annotated[signin.CurrentSession, Depends(page_session)]

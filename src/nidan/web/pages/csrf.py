@@ -32,6 +32,7 @@ from starlette.datastructures import FormData
 from nidan.core.tokens import looks_like_token, new_token
 from nidan.errors import CsrfFailed
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 from nidan.web.deps import services
 from nidan.web.pages import cookies
 
@@ -43,7 +44,7 @@ FIELD = "csrf_token"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 _NEW_COOKIE_STATE = "nidan_new_csrf_cookie"
 
-FOREIGN_ORIGIN_MESSAGE = (
+FOREIGN_ORIGIN_MESSAGE = _(
     "This form was sent from a page that is not nidan's own, so it was not accepted. Open nidan at its usual "
     "address, reload the page and try again."
 )

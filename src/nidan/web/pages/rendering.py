@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from nidan import __version__
 from nidan.errors import NidanError
 from nidan.services.context import ServiceContext
+from nidan.texts import Text, _, joined
+from nidan.web import i18n
 from nidan.web.correlation import current_correlation_id
 from nidan.web.pages import cookies, csrf
 
@@ -39,52 +42,91 @@ SECURITY_HEADERS = {
 }
 
 #: Fixed messages a redirect can ask for by name (``?notice=...``); nothing a caller writes is ever shown.
-NOTICES: dict[str, str] = {
-    "signed_out": "You have signed out.",
-    "signin_required": "Sign in to continue.",
-    "mfa_expired": ("Your sign-in attempt has expired or took too many wrong codes. Sign in again with your password."),
-    "disabled": (
+NOTICES: dict[str, Text] = {
+    "signed_out": _("You have signed out."),
+    "signin_required": _("Sign in to continue."),
+    "mfa_expired": _(
+        "Your sign-in attempt has expired or took too many wrong codes. Sign in again with your password."
+    ),
+    "disabled": _(
         "Two-step verification is off. Your authenticator app and your recovery codes no longer work for this account."
     ),
-    "welcome": "Your administrator account is ready and you are signed in. Now set up two-step verification.",
-    "recovery_code_used": (
+    "welcome": _("Your administrator account is ready and you are signed in. Now set up two-step verification."),
+    "recovery_code_used": _(
         "You signed in with a recovery code; it cannot be used again. If you lost your authenticator app, set up "
         "a new one now."
     ),
-    "token_revoked": "The token was revoked: nothing can sign in with it any more.",
-    "device_forgotten": "The browser was forgotten: signing in there asks for the second step again.",
-    "app_removed": "The application was removed: its API key no longer works.",
-    "two_factor_reset": (
+    "token_revoked": _("The token was revoked: nothing can sign in with it any more."),
+    "device_forgotten": _("The browser was forgotten: signing in there asks for the second step again."),
+    "app_removed": _("The application was removed: its API key no longer works."),
+    "two_factor_reset": _(
         "Two-step verification was reset: their authenticator app and recovery codes no longer work, and they were "
         "signed out everywhere. They set it up again at their next sign-in."
     ),
-    "registration_required": (
+    "registration_required": _(
         "Done: at their next sign-in they will be asked to set up their authenticator app again."
     ),
-    "tokens_revoked_all": "All their access tokens and app passwords were revoked: nothing can sign in with them.",
-    "blocks_cleared": "Their blocks were cleared: they can try again now.",
-    "organisation_created": "The organisation was created, with you as its owner.",
-    "policy_changed": "The two-step policy was changed. It applies from each member's next sign-in.",
-    "member_added": "The member was added.",
-    "member_changed": "The member's role was changed.",
-    "member_removed": "The member was removed from the organisation.",
-    "default_method_changed": "Done: signing in asks for your chosen method first.",
-    "reauthenticated": (
+    "tokens_revoked_all": _("All their access tokens and app passwords were revoked: nothing can sign in with them."),
+    "blocks_cleared": _("Their blocks were cleared: they can try again now."),
+    "user_disabled": _(
+        "The account was disabled: it was signed out everywhere, its access tokens and app passwords were revoked "
+        "and its remembered browsers forgotten. It cannot sign in until it is enabled again."
+    ),
+    "user_enabled": _("The account was enabled again: it can sign in. Its revoked tokens stay revoked."),
+    "organisation_created": _("The organisation was created, with you as its owner."),
+    "policy_changed": _("The two-step policy was changed. It applies from each member's next sign-in."),
+    "member_added": _("The member was added."),
+    "member_changed": _("The member's role was changed."),
+    "member_removed": _("The member was removed from the organisation."),
+    "default_method_changed": _("Done: signing in asks for your chosen method first."),
+    "preferences_saved": _("Saved: pages speak your language and show times in your time zone."),
+    "session_ended": _("The session was ended: that browser is signed out."),
+    "sessions_ended": _("Every other session was ended: you are signed in only here now."),
+    "password_changed": _(
+        "Your password was changed. Every other session was signed out and remembered browsers ask for the second "
+        "step again."
+    ),
+    "reauthenticated": _(
         "Confirmed: it's you. You can change your security settings now without being asked again for a few minutes."
     ),
 }
 
 
+NEVER = _("never")
+
+
 def _when(value: datetime | None) -> str:
-    """A stored time for people: UTC, to the minute, with the offset written out."""
-    if value is None:
-        return "never"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """A stored time for people: in their language and time zone, to the minute, the zone named."""
+    return i18n.current().text(NEVER) if value is None else i18n.moment(value)
+
+
+def _exactly(value: datetime | None) -> str:
+    """``when`` to the second."""
+    return i18n.current().text(NEVER) if value is None else i18n.moment(value, seconds=True)
 
 
 def _day(value: datetime | None) -> str:
-    """The UTC date of a stored time (an expiry falls at 00:00 UTC on its day)."""
-    return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d")
+    """The day of a stored time, in the person's time zone."""
+    return i18n.current().text(NEVER) if value is None else i18n.day(value)
+
+
+def _said(value: str | Text | tuple[Text, ...]) -> str:
+    """A message in the language of the page being rendered (a plain string is shown as it is)."""
+    if isinstance(value, str):
+        return value
+    return i18n.current().text(*(value if isinstance(value, tuple) else (value,)))
+
+
+def _at_render_time(show: Callable[[Any], str]) -> Callable[..., str]:
+    """``show`` as a filter Jinja's optimiser cannot run at compile time: it folds a filter applied to a constant
+    (``{{ none | when }}``) into the compiled template once, in whatever language was current then."""
+    from jinja2 import pass_context
+
+    @pass_context
+    def shown(_context: object, value: Any) -> str:
+        return show(value)
+
+    return shown
 
 
 @cache
@@ -100,8 +142,19 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = _when
-    env.filters["day"] = _day
+    # Each depends on the page's language and zone: never folded into a compiled template (see _at_render_time).
+    env.filters["when"] = _at_render_time(_when)
+    env.filters["day"] = _at_render_time(_day)
+    env.filters["exactly"] = _at_render_time(_exactly)
+    env.filters["said"] = _at_render_time(_said)
+    # {% trans %} and _() in the templates speak the catalog of the page being rendered (i18n.rendering_in).
+    env.add_extension("jinja2.ext.i18n")
+    env.policies["ext.i18n.trimmed"] = True  # a msgid is the sentence, not the template's line breaks
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        lambda message: i18n.current().gettext(message),
+        lambda singular, plural, n: i18n.current().ngettext(singular, plural, n),
+        newstyle=True,
+    )
     env.globals["version"] = __version__
     return env
 
@@ -111,13 +164,14 @@ class SupportDetails:
     """What someone reads out to support: the same fields as the API's error body, and who they were."""
 
     code: str
-    message: str
+    #: Rendered in the page's language by the template (the ``said`` filter).
+    message: str | tuple[Text, ...]
     correlation_id: str
     timestamp: str
     username: str | None
 
 
-def support_details(code: str, message: str, username: str | None) -> SupportDetails:
+def support_details(code: str, message: str | tuple[Text, ...], username: str | None) -> SupportDetails:
     return SupportDetails(
         code=code,
         message=message,
@@ -128,7 +182,7 @@ def support_details(code: str, message: str, username: str | None) -> SupportDet
 
 
 def problem(error: NidanError, username: str | None) -> SupportDetails:
-    return support_details(error.code, error.message, username)
+    return support_details(error.code, error.texts, username)
 
 
 def services_of(request: Request) -> ServiceContext:
@@ -155,13 +209,18 @@ def render(
     ctx = services_of(request)
     notice = NOTICES.get(request.query_params.get("notice", ""))
     page = environment().get_template(template)
-    html = page.render(
-        csrf_token=csrf.form_token(request, ctx),
-        username=username,
-        problem=problem,
-        notice=notice,
-        **context,
-    )
+    language = i18n.catalog_for(request)
+    with i18n.rendering_in(language, i18n.time_zone_of(request)):
+        html = page.render(
+            csrf_token=csrf.form_token(request, ctx),
+            username=username,
+            problem=problem,
+            notice=notice,
+            lang=language.locale,
+            languages=i18n.LANGUAGE_NAMES,
+            request_path=request.url.path,
+            **context,
+        )
     response = HTMLResponse(html, status_code=status)
     csrf.attach_cookie(request, response)
     secure_headers(response)
@@ -197,5 +256,11 @@ def render_error_page(request: Request, status: int, code: str, message: str) ->
         return render(request, "error.html", status=status, username=username, problem=details)
     except Exception:  # the error page itself failed: say the essentials without the template
         log.exception("error page failed to render")
-        text = f"{message}\n\nError code: {code}\nCorrelation id: {details.correlation_id}\nTime: {details.timestamp}\n"
+        lines = (
+            _("Error code: %(code)s", code=code),
+            _("Correlation id: %(correlation_id)s", correlation_id=details.correlation_id),
+            _("Time: %(timestamp)s", timestamp=details.timestamp),
+        )
+        details_text = joined(lines, i18n.catalog_for(request), separator="\n")
+        text = f"{message}\n\n{details_text}\n"
         return secure_headers(Response(text, status_code=status, media_type="text/plain; charset=utf-8"))

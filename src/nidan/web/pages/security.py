@@ -17,6 +17,8 @@ from nidan.core.models import ClockObservation, Method, User
 from nidan.core.roles import is_instance_admin
 from nidan.errors import InvalidCode, InvalidInput, MethodNotAllowed, MethodNotAvailable, TotpEnrollmentNotStarted
 from nidan.services import devices, enrollment, second_step, signin, stepup, user_admin
+from nidan.texts import Text, _, ngettext
+from nidan.web import i18n
 from nidan.web.deps import Client, Services
 from nidan.web.pages import cookies
 from nidan.web.pages.cookies import EnrollingPageSession, PageSession
@@ -36,11 +38,13 @@ def group_key(secret: str, size: int = 4) -> str:
     return " ".join(secret[i : i + size] for i in range(0, len(secret), size))
 
 
-def describe_offset(observation: ClockObservation) -> str:
+def describe_offset(observation: ClockObservation) -> Text:
+    """How far off a device's clock was, to the minute: ``about 3 minutes ahead``."""
     seconds = observation.offset_seconds
     minutes = max(1, round(abs(seconds) / 60))
-    direction = "ahead" if seconds > 0 else "behind"
-    return f"about {minutes} minute{'s' if minutes != 1 else ''} {direction}"
+    if seconds > 0:
+        return ngettext("about %(n)d minute ahead", "about %(n)d minutes ahead", minutes)
+    return ngettext("about %(n)d minute behind", "about %(n)d minutes behind", minutes)
 
 
 @router.get("/security")
@@ -79,11 +83,12 @@ def choose_default_method(
 
 def _enrolment_page(request: Request, ctx: Services, user: User, *, replacing: bool) -> Response:
     started = enrollment.start_totp(ctx, user)
+    title = i18n.catalog_for(request).text(_("QR code with the key for your authenticator app"))
     return render(
         request,
         "totp_setup.html",
         username=user.username,
-        qr=qr_svg(started.otpauth_uri),
+        qr=qr_svg(started.otpauth_uri, title=title),
         key=group_key(started.secret),
         account=user.username,
         issuer=ctx.issuer,
@@ -158,12 +163,14 @@ def regenerate_recovery_codes(
     return _codes_page(request, ctx, session.user, codes, first_time=False)
 
 
-def recovery_codes_text(codes: list[str], user: User, issuer: str) -> str:
+def recovery_codes_text(codes: list[str], user: User, issuer: str, language: i18n.Catalog | None = None) -> str:
+    """The downloaded file, in ``language`` (English without one)."""
+    said = language or i18n.catalog(i18n.DEFAULT_LOCALE)
     lines = [
-        f"Recovery codes for {user.username} at {issuer}",
+        said.text(_("Recovery codes for %(name)s at %(issuer)s", name=user.username, issuer=issuer)),
         "",
-        "Each code signs you in once when you cannot use your authenticator app.",
-        "Keep them somewhere safe, apart from your phone.",
+        said.text(_("Each code signs you in once when you cannot use your authenticator app.")),
+        said.text(_("Keep them somewhere safe, apart from your phone.")),
         "",
         *codes,
         "",
@@ -172,7 +179,7 @@ def recovery_codes_text(codes: list[str], user: User, issuer: str) -> str:
 
 
 def _codes_page(request: Request, ctx: Services, user: User, codes: list[str], *, first_time: bool) -> Response:
-    text = recovery_codes_text(codes, user, ctx.issuer)
+    text = recovery_codes_text(codes, user, ctx.issuer, i18n.catalog_for(request))
     return render(
         request,
         "recovery_codes.html",

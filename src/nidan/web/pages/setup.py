@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from nidan.core.usernames import normalised_username
 from nidan.errors import InvalidInput
 from nidan.services import setup, signin
+from nidan.texts import _
 from nidan.web.deps import Client, Services
 from nidan.web.pages import cookies
 from nidan.web.pages.csrf import CheckedForm, field
@@ -31,7 +32,7 @@ def complete_setup(request: Request, form: CheckedForm, ctx: Services, client: C
     password = field(form, "password")
     try:
         if password != field(form, "password_repeat"):
-            raise InvalidInput("The two passwords are not the same. Type the password twice, identically.")
+            raise InvalidInput(_("The two passwords are not the same. Type the password twice, identically."))
         user = setup.complete_setup(ctx, token=token, username=username, email=email, password=password, client=client)
     except InvalidInput as exc:  # a bad field spends nothing: the same link still works
         return render(

@@ -29,6 +29,7 @@ from nidan.errors import (
 )
 from nidan.services import signin, stepup
 from nidan.services.context import ServiceContext
+from nidan.texts import _
 from nidan.web.deps import Client, Services
 from nidan.web.pages import cookies
 from nidan.web.pages.cookies import PageSession
@@ -40,7 +41,9 @@ router = APIRouter(include_in_schema=False)
 
 DEFAULT_NEXT = "/security"
 #: The only places a confirmation returns to: pages a person asks for with GET, where they finish their action.
-ALLOWED_NEXT = frozenset({"/security", "/security/totp/disable", "/security/tokens", "/admin/apps", "/admin"})
+ALLOWED_NEXT = frozenset(
+    {"/security", "/security/totp/disable", "/security/tokens", "/security/password", "/admin/apps", "/admin"}
+)
 #: The admin console's pages about one user or organisation, by their (lower-case ASCII) username key or slug.
 _NAME = r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?"
 ALLOWED_NEXT_PATTERN = re.compile(
@@ -49,7 +52,7 @@ ALLOWED_NEXT_PATTERN = re.compile(
 )
 #: Longer passwords are not looked at (as at sign-in).
 MAX_PASSWORD_LENGTH = 1024
-PROMPT = "For your security, confirm it's you before changing your security settings."
+PROMPT = _("For your security, confirm it's you before changing your security settings.")
 
 
 def safe_next(value: str | None) -> str:
@@ -107,7 +110,7 @@ def confirm_if_needed(
     try:
         signin.require_recent_verification(ctx, session)
     except ReauthenticationRequired as exc:
-        prompt = support_details(exc.code, PROMPT, session.user.username)
+        prompt = support_details(exc.code, (PROMPT,), session.user.username)
         return confirm_page(
             request, ctx, session, next_path=safe_next(next_path), status=status_for(exc), prompt=prompt
         )

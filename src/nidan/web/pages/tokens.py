@@ -24,6 +24,7 @@ from nidan.errors import InvalidInput, ReauthenticationRequired, TokenLimitReach
 from nidan.services import signin, tokens
 from nidan.services.context import ServiceContext
 from nidan.services.tokens import CreatedToken
+from nidan.texts import Text, _, ngettext
 from nidan.web.deps import Client, Services
 from nidan.web.pages.cookies import PageSession
 from nidan.web.pages.csrf import CheckedForm
@@ -36,16 +37,21 @@ router = APIRouter(include_in_schema=False)
 
 PAGE = "/security/tokens"
 #: What each scope opens, in a line (the gate names the scope a proxied route needs).
-SCOPE_HELP: dict[Scope, str] = {
-    Scope.READ_REPOSITORY: "Clone and pull Git repositories.",
-    Scope.WRITE_REPOSITORY: "Push to Git repositories (choose read_repository too to clone and pull).",
-    Scope.READ_REGISTRY: "Pull container images from a registry.",
-    Scope.WRITE_REGISTRY: "Push container images to a registry.",
-    Scope.API: "Call the API of a service behind a proxy that asks nidan.",
+SCOPE_HELP: dict[Scope, Text] = {
+    Scope.READ_REPOSITORY: _("Clone and pull Git repositories."),
+    Scope.WRITE_REPOSITORY: _("Push to Git repositories (choose read_repository too to clone and pull)."),
+    Scope.READ_REGISTRY: _("Pull container images from a registry."),
+    Scope.WRITE_REGISTRY: _("Push container images to a registry."),
+    Scope.API: _("Call the API of a service behind a proxy that asks nidan."),
 }
-KIND_LABELS: dict[TokenKind, str] = {
-    TokenKind.PERSONAL: "Personal access token",
-    TokenKind.APP_PASSWORD: "App password",
+KIND_LABELS: dict[TokenKind, Text] = {
+    TokenKind.PERSONAL: _("Personal access token"),
+    TokenKind.APP_PASSWORD: _("App password"),
+}
+#: The heading of the page that shows a new one.
+NEW_TITLES: dict[TokenKind, Text] = {
+    TokenKind.PERSONAL: _("Your new personal access token"),
+    TokenKind.APP_PASSWORD: _("Your new app password"),
 }
 #: More scope fields than there are scopes is not a person's form.
 MAX_SCOPE_FIELDS = 2 * len(Scope)
@@ -56,7 +62,7 @@ TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 @dataclass(frozen=True, slots=True)
 class ScopeChoice:
     value: str
-    help: str
+    help: Text
     checked: bool
 
 
@@ -66,8 +72,8 @@ class Lifetime:
 
     tomorrow: str
     latest: str | None
-    hint: str
-    app_hint: str
+    hint: Text
+    app_hint: Text
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,17 +101,30 @@ def lifetime(ctx: ServiceContext) -> Lifetime:
         return Lifetime(
             tomorrow=tomorrow,
             latest=None,
-            hint="Optional. The token stops working at the start of that day (00:00 UTC); leave it empty for a "
-            "token that works until you revoke it.",
-            app_hint="It works until you revoke it.",
+            hint=_(
+                "Optional. The token stops working at the start of that day (00:00 UTC); leave it empty for a "
+                "token that works until you revoke it."
+            ),
+            app_hint=_("It works until you revoke it."),
         )
     latest = (today + timedelta(days=days)).isoformat()
     return Lifetime(
         tomorrow=tomorrow,
         latest=latest,
-        hint=f"Optional. The token stops working at the start of that day (00:00 UTC). Tokens live at most {days} "
-        f"days here: on or before {latest}, which is also the date when you leave it empty.",
-        app_hint=f"It stops working after {days} days (on {latest}); revoke it sooner if you stop using it.",
+        hint=ngettext(
+            "Optional. The token stops working at the start of that day (00:00 UTC). Tokens live at most %(n)d day "
+            "here: on or before %(latest)s, which is also the date when you leave it empty.",
+            "Optional. The token stops working at the start of that day (00:00 UTC). Tokens live at most %(n)d days "
+            "here: on or before %(latest)s, which is also the date when you leave it empty.",
+            days,
+            latest=latest,
+        ),
+        app_hint=ngettext(
+            "It stops working after %(n)d day (on %(latest)s); revoke it sooner if you stop using it.",
+            "It stops working after %(n)d days (on %(latest)s); revoke it sooner if you stop using it.",
+            days,
+            latest=latest,
+        ),
     )
 
 
@@ -163,7 +182,7 @@ def parse_expiry(value: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise InvalidInput("The expiry date is not a date: use the form YYYY-MM-DD, e.g. 2027-06-30.") from None
+        raise InvalidInput(_("The expiry date is not a date: use the form YYYY-MM-DD, e.g. 2027-06-30.")) from None
 
 
 def _scopes_of(form: FormData) -> tuple[str, ...]:
@@ -179,7 +198,7 @@ def _created_page(request: Request, ctx: ServiceContext, user: User, created: Cr
         username=user.username,
         token=token,
         secret=created.secret,
-        kind_label=KIND_LABELS[token.kind],
+        title=NEW_TITLES[token.kind],
         personal=token.kind is TokenKind.PERSONAL,
         scope_names=[s.value for s in token.scopes],
         git=Scope.READ_REPOSITORY in token.scopes or Scope.WRITE_REPOSITORY in token.scopes,

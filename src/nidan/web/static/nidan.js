@@ -5,7 +5,11 @@
 (function () {
   "use strict";
 
-  var COPY_FAILED = "Could not copy: select the text and copy it.";
+  // Every sentence comes from the page (data-* on <body>), in the page's language.
+  function said(name, seconds) {
+    var text = document.body.getAttribute("data-" + name) || "";
+    return seconds === undefined ? text : text.replace("{n}", String(seconds));
+  }
 
   function textOf(listId) {
     var list = document.getElementById(listId);
@@ -50,16 +54,16 @@
     var text = textOf(button.getAttribute("data-copy-from"));
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(
-        function () { say(button, "Copied."); },
-        function () { say(button, copyFallback(text) ? "Copied." : COPY_FAILED); }
+        function () { say(button, said("copied")); },
+        function () { say(button, copyFallback(text) ? said("copied") : said("copy-failed")); }
       );
     } else {
-      say(button, copyFallback(text) ? "Copied." : COPY_FAILED);
+      say(button, copyFallback(text) ? said("copied") : said("copy-failed"));
     }
   }
 
   function waitingSentence(seconds) {
-    return "You can try again in " + seconds + (seconds === 1 ? " second." : " seconds.");
+    return said(seconds === 1 ? "try-again-in-one" : "try-again-in-many", seconds);
   }
 
   function countDown(note) {
@@ -74,7 +78,7 @@
       left = Math.ceil((until - Date.now()) / 1000);
       if (left <= 0) {
         button.disabled = false;
-        note.textContent = "You can try again now.";
+        note.textContent = said("try-again-now");
         return;
       }
       note.textContent = waitingSentence(left);
@@ -83,7 +87,22 @@
     tick();
   }
 
+  // The browser's own time zone, for pages to show times in it until the person chooses one (zone names are
+  // letters, digits and "/_+-": safe in a cookie as they are).
+  function rememberZone() {
+    try {
+      var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone && /^[A-Za-z0-9\/_+\-]{1,64}$/.test(zone) && document.cookie.indexOf("nidan_tz=" + zone) < 0) {
+        document.cookie = "nidan_tz=" + zone + "; path=/; max-age=31536000; samesite=lax" +
+          (window.location.protocol === "https:" ? "; secure" : "");
+      }
+    } catch (e) {
+      // No Intl: times stay in UTC, named as such.
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    rememberZone();
     document.querySelectorAll("[data-countdown-for]").forEach(countDown);
     document.querySelectorAll("button[data-action]").forEach(function (button) {
       var action = button.getAttribute("data-action");

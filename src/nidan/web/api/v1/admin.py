@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from nidan.core.backoff import ThrottleState
 from nidan.errors import NoEnrollment
-from nidan.services import audit, throttling, tokens, user_admin
+from nidan.services import account_status, audit, throttling, tokens, user_admin
 from nidan.web.api.v1.events import AuditEventsResponse, Before, Limit, events_response
 from nidan.web.api.v1.schemas import (
     INVISIBLE_REFUSED,
@@ -31,6 +31,7 @@ from nidan.web.api.v1.schemas import (
     documented_pattern,
 )
 from nidan.web.deps import Client, InstanceAdmin, ManagerSession, Services
+from nidan.web.i18n import catalog_for
 from nidan.web.openapi import errors_documented
 from nidan.web.problems import error_body
 
@@ -156,6 +157,7 @@ class UserSummaryOut(BaseModel):
     two_factor_enabled: bool
     registration_required: bool = Field(description="Asked to set up two-step verification again at next sign-in.")
     last_sign_in_at: datetime | None
+    disabled: bool = Field(default=False, description="An administrator disabled the account.")
 
 
 class UserListOut(BaseModel):
@@ -193,6 +195,8 @@ class UserOverviewOut(BaseModel):
     memberships: list[MembershipOut]
     live_tokens: int = Field(description="Access tokens and app passwords that still work.")
     block: BlockStatusOut
+    disabled_at: datetime | None = Field(default=None, description="When an administrator disabled the account.")
+    disabled_reason: str | None = Field(default=None, description="The reason given when it was disabled.")
 
 
 @router.get(
@@ -213,6 +217,7 @@ def list_users(ctx: Services, manager: ManagerSession) -> UserListOut:
                 two_factor_enabled=found.two_factor,
                 registration_required=found.user.registration_required_at is not None,
                 last_sign_in_at=found.user.last_sign_in_at,
+                disabled=found.user.disabled,
             )
             for found in user_admin.managed_user_states(ctx, actor=manager.user)
         ]
@@ -253,6 +258,8 @@ def user_overview(username: Username, ctx: Services, manager: ManagerSession) ->
         ],
         live_tokens=found.live_tokens,
         block=_block_out(found.block),
+        disabled_at=user.disabled_at,
+        disabled_reason=user.disabled_reason,
     )
 
 
@@ -327,6 +334,64 @@ def require_registration(
     return RegistrationRequiredOut(username=user.username)
 
 
+# --- users: disabling and enabling an account ----------------------------------------------------------------------
+
+
+class DisabledOut(BaseModel):
+    username: str
+    disabled: bool = Field(description="Always true: the account is disabled.")
+    already: bool = Field(description="It was disabled already: nothing changed.")
+    sessions_ended: int = Field(description="Sessions that ended (the user is signed out everywhere).")
+    tokens_revoked: int = Field(description="Access tokens and app passwords that stopped working.")
+    devices_forgotten: int = Field(description="Remembered browsers forgotten.")
+
+
+class EnabledOut(BaseModel):
+    username: str
+    disabled: bool = Field(description="Always false: the account can sign in again.")
+
+
+@router.post(
+    "/users/{username}/disable",
+    response_model=DisabledOut,
+    responses=errors_documented(401, 403, 404, 409, 422),
+    summary="Disable an account: no sign-in, and its sessions, tokens and remembered browsers stop working",
+    description="In one transaction the account is disabled, signed out everywhere, its access tokens and app "
+    "passwords are revoked and its remembered browsers forgotten. While disabled, sign-in answers 403 "
+    "`account_disabled` after a correct password (a wrong one stays 401 `invalid_credentials`), the Basic gate "
+    "refuses it and the verify API answers `ok: false` with `account_disabled`. Audited as `user.disabled` with "
+    "the reason. Not for one's own account (403 `cannot_act_on_self`), nor for the last instance administrator "
+    "(409 `last_administrator`).",
+)
+def disable_user(
+    username: Username, body: ReasonRequest, ctx: Services, manager: ManagerSession, client: Client
+) -> DisabledOut:
+    result = account_status.disable(ctx, username=username, actor=manager.user, client=client, reason=body.reason)
+    return DisabledOut(
+        username=result.user.username,
+        disabled=True,
+        already=result.already,
+        sessions_ended=result.sessions_ended,
+        tokens_revoked=result.tokens_revoked,
+        devices_forgotten=result.devices_forgotten,
+    )
+
+
+@router.post(
+    "/users/{username}/enable",
+    response_model=EnabledOut,
+    responses=errors_documented(401, 403, 404, 422),
+    summary="Enable a disabled account again: it can sign in (its revoked tokens stay revoked)",
+    description="Audited as `user.enabled` with the reason. Tokens and app passwords revoked when it was disabled "
+    "stay revoked, and its remembered browsers ask for the second step again.",
+)
+def enable_user(
+    username: Username, body: ReasonRequest, ctx: Services, manager: ManagerSession, client: Client
+) -> EnabledOut:
+    user = account_status.enable(ctx, username=username, actor=manager.user, client=client, reason=body.reason)
+    return EnabledOut(username=user.username, disabled=False)
+
+
 class UnenrollRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     totp_code: str = Field(
@@ -364,11 +429,12 @@ call, spent like a sign-in code (each code works once; wrong ones count towards 
     description=UNENROLL_DESCRIPTION,
 )
 def unenroll(
-    username: Username, body: UnenrollRequest, ctx: Services, admin: InstanceAdmin, client: Client
+    request: Request, username: Username, body: UnenrollRequest, ctx: Services, admin: InstanceAdmin, client: Client
 ) -> Response:
     try:
         user_admin.unenroll(ctx, admin=admin, username=username, totp_code=body.totp_code, client=client)
     except NoEnrollment as exc:
         # Atlassian's clients read the top-level message; everyone else reads the usual error body beside it.
-        return JSONResponse({"message": exc.message, **error_body(exc.code, exc.message)}, status_code=400)
+        said = catalog_for(request).text(*exc.texts)
+        return JSONResponse({"message": said, **error_body(exc.code, said)}, status_code=400)
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from nidan.core.access_tokens import Application
-from nidan.core.usernames import USERNAME_PATTERN
+from nidan.core.usernames import APPLICATION_NAME_PATTERN
 from nidan.services import applications
 from nidan.web.api.v1.schemas import CANONICAL_SPELLING, documented_pattern
 from nidan.web.deps import AdminSession, Client, Services
@@ -17,7 +17,7 @@ from nidan.web.openapi import errors_documented
 
 router = APIRouter(prefix="/api/v1/admin/apps", tags=["administration"])
 
-#: An application's name follows the rule for usernames (``nidan.services.applications``).
+#: An application's name: an ASCII username's rule (``nidan.core.usernames.application_name_key``).
 NAME_HELP = f"a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit; e.g. 'wiki'. {CANONICAL_SPELLING}"
 
 AppName = Annotated[
@@ -27,7 +27,7 @@ AppName = Annotated[
         max_length=64,
         description=NAME_HELP,
         examples=["wiki"],
-        json_schema_extra=documented_pattern(USERNAME_PATTERN),
+        json_schema_extra=documented_pattern(APPLICATION_NAME_PATTERN),
     ),
 ]
 
@@ -35,7 +35,10 @@ AppName = Annotated[
 class ApplicationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(
-        min_length=1, max_length=64, description=NAME_HELP, json_schema_extra=documented_pattern(USERNAME_PATTERN)
+        min_length=1,
+        max_length=64,
+        description=NAME_HELP,
+        json_schema_extra=documented_pattern(APPLICATION_NAME_PATTERN),
     )
 
 

@@ -23,6 +23,7 @@ from nidan.web.api.v1.schemas import (
 )
 from nidan.web.deps import Client, Services, bearer_token
 from nidan.web.hashing import awaiting_hashes
+from nidan.web.i18n import catalog_for
 from nidan.web.openapi import SESSION, errors_documented, requires
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sign-in"])
@@ -85,11 +86,12 @@ async def login(request: Request, body: LoginRequest, ctx: Services, client: Cli
     in_thread = not request.app.state.storage_is_embedded
     result = await awaiting_hashes(ctx.passwords, steps, in_thread=in_thread)
     if isinstance(result, signin.MfaRequired):
+        language = catalog_for(request)
         return answer(
             MfaRequiredResponse(
                 mfa_token=result.mfa_token,
                 methods=result.methods,
-                options=[OptionOut(method=o.method, id=o.id, label=o.label) for o in result.options],
+                options=[OptionOut(method=o.method, id=o.id, label=language.text(o.label)) for o in result.options],
                 default_method=result.default_method,
                 expires_in=int(ctx.mfa_token_lifetime.total_seconds()),
             )

@@ -12,7 +12,8 @@ from pydantic import BaseModel, BeforeValidator, Field
 from nidan.core.audit import AuditRecord, Detail, EventType
 from nidan.core.usernames import USERNAME_PATTERN
 from nidan.services import audit
-from nidan.web.api.v1.schemas import CANONICAL_SPELLING, MAX_INT8, documented_pattern
+from nidan.texts import _
+from nidan.web.api.v1.schemas import CANONICAL_SPELLING, MAX_INT8, USERNAME_RULES, documented_pattern
 from nidan.web.deps import AdminSession, Services, SignedIn
 from nidan.web.openapi import errors_documented
 
@@ -73,13 +74,13 @@ def _iso_moment(value: object) -> datetime:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError("expected an ISO 8601 date and time, such as 2026-03-14T15:09:26Z") from None
+            raise ValueError(_("expected an ISO 8601 date and time, such as 2026-03-14T15:09:26Z")) from None
     else:
-        raise ValueError("expected an ISO 8601 date and time, such as 2026-03-14T15:09:26Z")
+        raise ValueError(_("expected an ISO 8601 date and time, such as 2026-03-14T15:09:26Z"))
     try:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except OverflowError:
-        raise ValueError("the time is out of range") from None
+        raise ValueError(_("the time is out of range")) from None
 
 
 Moment = Annotated[datetime, BeforeValidator(_iso_moment)]
@@ -122,7 +123,7 @@ def all_events(
         Query(
             min_length=1,
             max_length=256,
-            description=f"A username. {CANONICAL_SPELLING}",
+            description=f"A username. {CANONICAL_SPELLING} {USERNAME_RULES}",
             json_schema_extra=documented_pattern(USERNAME_PATTERN),
         ),
     ] = None,

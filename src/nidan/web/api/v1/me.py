@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from nidan.services import enrollment, second_step, signin
+from fastapi import APIRouter, Request, Response
+from fastapi import Path as PathParam
+
+from nidan.services import accounts, enrollment, own_account, second_step, signin
 from nidan.web.api.v1.schemas import (
+    MAX_INT4,
     CodeRequest,
     DefaultMethodRequest,
     DefaultMethodResponse,
     MeResponse,
+    PasswordChangeRequest,
+    PasswordChangeResponse,
+    PreferencesRequest,
+    PreferencesResponse,
     RecoveryCodesResponse,
     SecondFactorState,
+    SessionOut,
+    SessionsEndedResponse,
+    SessionsResponse,
     TotpActivationResponse,
     TotpEnrollmentResponse,
     clock_observations_out,
 )
 from nidan.web.deps import Client, Enrolling, RecentlyVerified, Services, SignedIn
+from nidan.web.i18n import catalog_for
 from nidan.web.openapi import errors_documented
 from nidan.web.qr import qr_svg
 
@@ -33,6 +45,8 @@ def me(ctx: Services, session: Enrolling) -> MeResponse:
         role=user.role.value,
         created_at=user.created_at,
         last_sign_in_at=user.last_sign_in_at,
+        locale="ja" if user.locale == "ja" else "en" if user.locale == "en" else None,
+        time_zone=user.time_zone,
         two_factor=SecondFactorState(
             totp_enabled=state.totp_enabled,
             totp_activated_at=state.totp_activated_at,
@@ -115,3 +129,90 @@ def choose_default_method(
 ) -> DefaultMethodResponse:
     second_step.choose_default(ctx, session.user, body.method, client)
     return DefaultMethodResponse(default_method=body.method)
+
+
+@router.put(
+    "/preferences",
+    response_model=PreferencesResponse,
+    responses=errors_documented(401, 403, 422),
+    summary="Choose the language and time zone of pages and messages",
+    description="Pages and error messages speak `locale` and show times in `time_zone` from now on (null: follow the "
+    "browser). The API's times stay UTC.",
+)
+def set_preferences(body: PreferencesRequest, ctx: Services, session: SignedIn, client: Client) -> PreferencesResponse:
+    user = accounts.set_preferences(ctx, session.user, locale=body.locale, time_zone=body.time_zone, client=client)
+    return PreferencesResponse(locale=body.locale, time_zone=user.time_zone)
+
+
+@router.post(
+    "/password",
+    response_model=PasswordChangeResponse,
+    responses=errors_documented(401, 403, 422, 429),
+    summary="Change your password",
+    description="Needs a recent verification (403 `reauthentication_required`). A wrong `current_password` is 401 "
+    "`invalid_credentials` and counts towards the backoff of your second step (429 while blocked); a new password "
+    "that is too short or the same is 422 `weak_password`. Every other session ends and every remembered browser is "
+    "forgotten; this session stays.",
+)
+def change_password(
+    body: PasswordChangeRequest, ctx: Services, session: RecentlyVerified, client: Client
+) -> PasswordChangeResponse:
+    changed = own_account.change_password(
+        ctx, session, current=body.current_password, new=body.new_password, client=client
+    )
+    return PasswordChangeResponse(sessions_ended=changed.sessions_ended, browsers_forgotten=changed.browsers_forgotten)
+
+
+@router.get(
+    "/sessions", response_model=SessionsResponse, responses=errors_documented(401, 403), summary="Your sessions"
+)
+def list_sessions(request: Request, ctx: Services, session: SignedIn) -> SessionsResponse:
+    language = catalog_for(request)
+    return SessionsResponse(
+        sessions=[
+            SessionOut(
+                id=view.id,
+                device=language.text(view.device),
+                ip=view.ip,
+                signed_in_at=view.signed_in_at,
+                last_seen_at=view.last_seen_at,
+                expires_at=view.expires_at,
+                current=view.current,
+            )
+            for view in own_account.sessions_of(ctx, session)
+        ]
+    )
+
+
+SessionId = Annotated[
+    int, PathParam(ge=1, le=MAX_INT4, description="The session's id (from GET /api/v1/me/sessions).", examples=[1])
+]
+
+
+@router.delete(
+    # ":int": so that /sessions/revoke-others is no session id to parse (405 for its other methods, not 422).
+    "/sessions/{session_id:int}",
+    status_code=204,
+    responses=errors_documented(401, 403, 404, 422),
+    summary="End one of your sessions (this one too: that signs you out)",
+)
+def end_session(
+    session_id: Annotated[
+        int, PathParam(ge=1, le=MAX_INT4, description="The session's id (from GET /api/v1/me/sessions).")
+    ],
+    ctx: Services,
+    session: SignedIn,
+    client: Client,
+) -> Response:
+    own_account.end_session(ctx, session, session_id, client)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/sessions/revoke-others",
+    response_model=SessionsEndedResponse,
+    responses=errors_documented(401, 403),
+    summary="Sign out everywhere else",
+)
+def end_other_sessions(ctx: Services, session: SignedIn, client: Client) -> SessionsEndedResponse:
+    return SessionsEndedResponse(ended=own_account.end_other_sessions(ctx, session, client))

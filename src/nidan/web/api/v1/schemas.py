@@ -11,7 +11,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from nidan.core.models import ClockObservation, Method
+from nidan.core.passwords import MIN_LENGTH
 from nidan.services import second_step
+from nidan.texts import _
 
 #: The largest ids and counters the columns hold (``nidan.db.tables``): an ``Integer`` column is int4 on PostgreSQL,
 #: a ``BigInteger`` int8 (and SQLite's integers stop at int8 too). A number past them is a 422, never a 500.
@@ -31,6 +33,21 @@ INVISIBLE_REFUSED = (
 #: For names the services read as people type them (NFKC, case folded, spaces around dropped): the pattern is the
 #: canonical spelling, the one a client should send; its equivalents name the same thing.
 CANONICAL_SPELLING = "Upper case, full-width letters and spaces around it are read as the same name."
+#: The username rule in words (``nidan.core.usernames``): its pattern states the alphabet; what no pattern can state
+#: (it needs the Unicode database) is refused with a documented 422 whose message starts "A username".
+USERNAME_RULES = (
+    "Usernames follow PRECIS UsernameCaseMapped (RFC 8265): letters and digits of any script, and '.', '_' and '-' "
+    "(neither first nor last), at most 64 characters. Also refused with 422 `invalid_request` (a pattern cannot "
+    "state them): symbols and non-ASCII punctuation, compatibility forms (such as ① or ﬁ), invisible and "
+    "unassigned code points, right-to-left text breaking the bidi rule (RFC 5893), a first character that is not a "
+    "letter or digit, and names mixing scripts (Latin with Cyrillic or Greek, say; Japanese may mix kanji, kana and "
+    "Latin) or number systems."
+)
+#: How codes are read (``nidan.core.codes.typed_code``), for the document.
+TYPED_CODE = (
+    "As typed: spaces anywhere, full-width digits and letters (a Japanese IME), and any dash in a recovery code "
+    "(`ー`, `－`, `‐`) are read as the plain code."
+)
 
 
 def documented_pattern(pattern: str) -> JsonDict:
@@ -44,7 +61,7 @@ def _date_as_text(value: object) -> object:
     1970."""
     if isinstance(value, str | date):
         return value
-    raise ValueError("expected a date as text, such as 2027-03-14")
+    raise ValueError(_("expected a date as text, such as 2027-03-14"))
 
 
 IsoDate = Annotated[date, BeforeValidator(_date_as_text)]
@@ -55,14 +72,14 @@ def json_integer(value: object) -> object:
     pydantic alone would read as 0 and 3. Put bounds before it (``Annotated[int, Field(ge=..), BeforeValidator(
     json_integer)]``): after it, pydantic writes them into the document as ``ge``/``le``, which JSON Schema lacks."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("expected an integer")
+        raise ValueError(_("expected an integer"))
     return value
 
 
 def _json_boolean(value: object) -> object:
     """A JSON boolean, never ``0`` or ``"yes"``, which pydantic alone would read as false and true."""
     if not isinstance(value, bool):
-        raise ValueError("expected true or false")
+        raise ValueError(_("expected true or false"))
     return value
 
 
@@ -94,7 +111,7 @@ class LoginRequest(_Request):
 class MfaRequest(_Request):
     mfa_token: str = Field(min_length=1, max_length=256)
     method: Method
-    code: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=64, description=TYPED_CODE)
     remember_device: bool = Field(
         default=False,
         description="Don't ask for the second step again on this device, for as many days as the user's policy "
@@ -103,7 +120,7 @@ class MfaRequest(_Request):
 
 
 class CodeRequest(_Request):
-    code: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=64, description=TYPED_CODE)
 
 
 class PasswordReauth(_Request):
@@ -121,7 +138,7 @@ class CodeReauth(_Request):
     """Step-up with a code from the authenticator app (``totp``) or a recovery code (``recovery_code``)."""
 
     method: Literal["totp", "recovery_code"]
-    code: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=64, description=TYPED_CODE)
 
     @property
     def secret(self) -> str:
@@ -218,10 +235,62 @@ class MeResponse(BaseModel):
     role: str
     created_at: datetime
     last_sign_in_at: datetime | None
+    locale: Literal["en", "ja"] | None = Field(
+        default=None, description="The chosen language of pages and messages; null: the browser's."
+    )
+    time_zone: str | None = Field(
+        default=None, description="The chosen IANA time zone pages show times in; null: the browser's (else UTC)."
+    )
     two_factor: SecondFactorState
     setup_only: bool = Field(
         default=False, description="This is a setup_token: set up two-step verification before anything else."
     )
+
+
+class PasswordChangeRequest(_Request):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(
+        min_length=MIN_LENGTH,
+        max_length=1024,
+        description=f"At least {MIN_LENGTH} characters, any characters; not the current one (422 `weak_password`).",
+    )
+
+
+class PasswordChangeResponse(BaseModel):
+    sessions_ended: int = Field(description="Your other sessions, signed out.")
+    browsers_forgotten: int = Field(description="Remembered browsers that will ask for the second step again.")
+
+
+class SessionOut(BaseModel):
+    id: int
+    device: str = Field(description="The browser and system in words, from the User-Agent it signed in with.")
+    ip: str | None
+    signed_in_at: datetime
+    last_seen_at: datetime | None = Field(description="Noted at most every 5 minutes.")
+    expires_at: datetime
+    current: bool = Field(description="The session making this request.")
+
+
+class SessionsResponse(BaseModel):
+    sessions: list[SessionOut]
+
+
+class SessionsEndedResponse(BaseModel):
+    ended: int
+
+
+class PreferencesRequest(_Request):
+    locale: Literal["en", "ja"] | None = Field(description="`en` or `ja`; null: follow the browser.")
+    time_zone: str | None = Field(
+        max_length=64,
+        description="An IANA time zone such as `Asia/Tokyo` or `Europe/London` that this server's tz database knows; "
+        "null: follow the browser. Another name is 422 `invalid_request`.",
+    )
+
+
+class PreferencesResponse(BaseModel):
+    locale: Literal["en", "ja"] | None
+    time_zone: str | None
 
 
 class DefaultMethodRequest(_Request):

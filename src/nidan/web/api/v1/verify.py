@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -12,13 +12,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import State
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nidan.core.models import Method
 from nidan.errors import NidanError
 from nidan.services import applications, verify
 from nidan.services.context import ServiceContext
-from nidan.web.api.v1.schemas import ErrorDetail
+from nidan.web import i18n
+from nidan.web.api.v1.schemas import TYPED_CODE, ErrorDetail
 from nidan.web.deps import Client, bearer_token, client_info_of
 from nidan.web.openapi import APPLICATION_KEY, errors_documented, requires
 from nidan.web.problems import error_body, error_response
@@ -44,11 +46,12 @@ class VerifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=_USERNAME_MAX)
     code: str = Field(
-        min_length=1, max_length=_CODE_MAX, description="A 6-digit authenticator code or a recovery code."
+        min_length=1, max_length=_CODE_MAX, description=f"A 6-digit authenticator code or a recovery code. {TYPED_CODE}"
     )
     method: Method | None = Field(
         default=None,
-        description="Optional: digits are taken as an authenticator code, anything else as a recovery code.",
+        description="Optional: digits (full-width ones too) are taken as an authenticator code, anything else as a "
+        "recovery code.",
     )
 
 
@@ -81,12 +84,13 @@ A wrong code, a replayed code, an unknown user and a user without two-step verif
 )
 async def verify_code(request: Request, body: VerifyRequest, client: Client, api_key: ApplicationKey) -> JSONResponse:
     call = verify.VerifyCall(api_key, body.username, body.code, body.method, client)
-    return JSONResponse(await answer(request.app.state, call))
+    return JSONResponse(await answer(request.app.state, call, lambda: i18n.catalog_for(request)))
 
 
-async def answer(state: State, call: verify.VerifyCall) -> dict[str, object]:
+async def answer(state: State, call: verify.VerifyCall, language: Callable[[], i18n.Catalog]) -> dict[str, object]:
     """The verify API's answer to ``call``, built as ``VerifyOut`` documents it (returning a Response spares
-    FastAPI validating and serialising our own model again on the busiest endpoint); errors are raised."""
+    FastAPI validating and serialising our own model again on the busiest endpoint); errors are raised. The
+    error's message is in the caller's ``language`` (asked for only then)."""
     # Authenticator codes that arrive together are checked together, in one transaction (VerifyQueue). A
     # recovery code's argon2id would hold that transaction's locks: it goes to the thread pool on its own.
     queue: VerifyQueue | None = state.verify_queue
@@ -100,7 +104,7 @@ async def answer(state: State, call: verify.VerifyCall) -> dict[str, object]:
         body["username"] = result.username
     else:
         assert result.error is not None
-        body["error"] = error_body(result.error.code, result.error.message)["error"]
+        body["error"] = error_body(result.error.code, language().text(*result.error.texts))["error"]
     return body
 
 
@@ -261,9 +265,9 @@ class VerifyFastPath:
             state.trusted_proxies, peer[0] if peer else None, headers.forwarded_for, headers.user_agent
         )
         try:
-            result = await answer(state, verify.VerifyCall(headers.api_key, *fields, client))
+            result = await answer(state, verify.VerifyCall(headers.api_key, *fields, client), headers.language(state))
         except NidanError as error:
-            await error_response(error)(scope, receive, send)
+            await error_response(error, headers.language(state)())(scope, receive, send)
             return
         # The bytes JSONResponse would send, without building one: this is most of what the busiest answer costs
         # beyond the check itself.
@@ -279,7 +283,7 @@ class _Headers:
     """The few request headers a verify call needs, in one pass; of a header sent twice the first counts, as in the
     route (Starlette's ``Headers.get``)."""
 
-    __slots__ = ("api_key", "forwarded_for", "is_small_json", "user_agent")
+    __slots__ = ("accept_language", "api_key", "cookie", "forwarded_for", "is_small_json", "user_agent")
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]], body_limit: int) -> None:
         first: dict[bytes, bytes] = {}
@@ -291,6 +295,8 @@ class _Headers:
                 first.setdefault(name, value)
         user_agent = first.get(b"user-agent")
         self.user_agent = user_agent.decode("latin-1") if user_agent is not None else None
+        self.accept_language = first.get(b"accept-language")
+        self.cookie = first.get(b"cookie")
         length = first.get(b"content-length", b"")
         self.is_small_json = (
             first.get(b"content-type", b"").split(b";", 1)[0].strip().lower() == b"application/json"
@@ -301,8 +307,23 @@ class _Headers:
         key = key.strip()
         self.api_key = key if scheme.lower() == "bearer" and applications.has_key_shape(key) else None
 
+    def language(self, state: State) -> Callable[[], i18n.Catalog]:
+        """The caller's language, as ``i18n.catalog_for`` reads it from a request, worked out when asked for."""
 
-_SINGLE_HEADERS = frozenset({b"content-type", b"content-length", b"authorization", b"user-agent"})
+        def chosen() -> i18n.Catalog:
+            cookie = cookie_parser(self.cookie.decode("latin-1")).get(i18n.LANG_COOKIE) if self.cookie else None
+            accept_language = self.accept_language.decode("latin-1") if self.accept_language else None
+            default = getattr(state, "default_locale", i18n.DEFAULT_LOCALE)
+            return i18n.catalog(
+                i18n.negotiate(preferred=None, cookie=cookie, accept_language=accept_language, default=default)
+            )
+
+        return chosen
+
+
+_SINGLE_HEADERS = frozenset(
+    {b"content-type", b"content-length", b"authorization", b"user-agent", b"accept-language", b"cookie"}
+)
 
 
 def _parse(body: bytes) -> tuple[str, str, Method | None] | None:
