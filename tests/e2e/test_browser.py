@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.browser_support import choose_option, sign_in_with_password, sign_out
-from tests.e2e.support import PASSWORD, SETUP_LINE, Server, oathtool_code
+from tests.e2e.browser_support import become_admin_with_totp, choose_option, sign_in_with_password, sign_out
+from tests.e2e.support import SETUP_LINE, Server, oathtool_code
 
 pytestmark = pytest.mark.e2e
 
@@ -26,22 +26,9 @@ def test_newcomer_sets_up_2fa_and_signs_in_in_a_browser(
         server.wait_until_healthy()
         page = browser.new_page()
 
-        # The one-time setup link makes the first administrator and signs them in.
-        page.goto(setup_link)
-        page.fill("input[name=username]", "root")
-        page.fill("input[name=email]", "root@example.com")
-        page.fill("input[name=password]", PASSWORD)
-        page.fill("input[name=password_repeat]", PASSWORD)
-        page.click("button:has-text('Create administrator')")
-        expect(page).to_have_url(re.compile(r"/security"))
-
-        # Turn on TOTP: the QR code is shown, and the key typed out is what a person would enter in their app.
-        page.click("button:has-text('Set up authenticator app')")
-        expect(page.locator(".qr svg")).to_be_visible()
-        key = page.inner_text("#totp-key").replace(" ", "")
-        page.fill("#code", oathtool_code(key))
-        page.click("button:has-text('Turn on')")
-        codes = [c.strip() for c in page.locator("#recovery-codes code").all_inner_texts()]
+        # The one-time setup link makes the first administrator and signs them in; the QR code is shown, and the
+        # key typed out is what a person would enter in their app (become_admin_with_totp).
+        key, codes = become_admin_with_totp(page, setup_link)
         assert len(codes) == 16 and all(re.fullmatch(r"[0-9a-z]{5}-[0-9a-z]{5}", c) for c in codes)
         expect(page.locator("a:has-text('Download (.txt)')")).to_have_attribute("download", re.compile(r"\.txt$"))
         expect(page.locator("button[data-action=copy]")).to_be_visible()  # revealed by the page's script

@@ -207,7 +207,15 @@ def _verify_fast(
         step = _Answer(ctx, application, client)
         try:
             outcome = second_step.prove_locked(
-                ctx, uow, attempt, found=found, method=chosen, code=code, step=step, unknown_key=unknown
+                ctx,
+                uow,
+                attempt,
+                found=found,
+                method=chosen,
+                code=code,
+                step=step,
+                unknown_key=unknown,
+                backoff_read=True,
             )
         except VerificationLocked as locked:
             return VerifyResult(ok=False, method=chosen, error=locked)
