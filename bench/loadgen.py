@@ -18,6 +18,10 @@ SCRIPTS = Path(__file__).resolve().parent / "wrk"
 SCRIPT = SCRIPTS / "verify.lua"
 #: Password, then TOTP: run with as many wrk threads as connections (see its header).
 SIGNIN_SCRIPT = SCRIPTS / "signin.lua"
+#: Password and a remembered device's rotating token, one request: also one wrk thread per connection.
+REMEMBERED_SCRIPT = SCRIPTS / "remembered.lua"
+#: The scenarios whose unit of work is a sign-in (their runs also record sign-ins/s).
+SIGNIN_SCENARIOS = ("signin", "remembered")
 #: The 429 fast path: users in a long block, every answer must be 429 with Retry-After.
 BLOCKED_SCRIPT = SCRIPTS / "blocked.lua"
 #: Steps either side of a code whose codes must differ from it (the server's window is ±1, plus learned drift).
@@ -39,7 +43,8 @@ class WrkResult:
     non_2xx: int
     latency_ms: dict[str, float]
     samples: list[str] = field(default_factory=list)
-    #: signin.lua only: sign-ins completed (the mfa step gave a session) and logins that asked for the mfa step.
+    #: signin.lua: sign-ins completed (the mfa step gave a session) and logins that asked for the mfa step;
+    #: remembered.lua: sign-ins a remembered device completed (logins stays 0).
     signins: int = 0
     logins: int = 0
 
@@ -67,6 +72,12 @@ def write_valid_codes(path: Path, keys: dict[str, bytes], duration: int) -> int:
                 row.append("-" if code in neighbours else code)
             out.write(f"{name} {' '.join(row)}\n")
     return base
+
+
+def write_device_tokens(path: Path, tokens: dict[str, str]) -> None:
+    """remembered.lua's input: each user's current device token (its first, as seeding remembered it)."""
+    with path.open("w") as out:
+        out.writelines(f"{name} {token}\n" for name, token in tokens.items())
 
 
 def write_wrong_codes(path: Path, keys: dict[str, bytes], duration: int) -> None:
@@ -146,13 +157,15 @@ def parse(stdout: str, log: Path) -> WrkResult:
 
 def failures_of(name: str, result: WrkResult) -> list[str]:
     failures = []
-    if result.exhausted:
+    if result.exhausted and name == "remembered":
+        failures.append(f"no user with a working device token left, {result.exhausted} times (see the errors)")
+    elif result.exhausted:
         failures.append(f"ran out of usable codes {result.exhausted} times (raise --users)")
     if result.errors and result.exhausted and name in ("valid", "wrong"):
         # verify.lua counts the /healthz answers to the requests sent without a code among its errors.
         failures.append(f"{result.errors} answers not accepted, the /healthz ones included")
     elif result.errors:
-        throttled = f" ({result.throttled} of them 429)" if name == "signin" and result.throttled else ""
+        throttled = f" ({result.throttled} of them 429)" if name in SIGNIN_SCENARIOS and result.throttled else ""
         failures.append(f"{result.errors} wrong answers{throttled}")
     if any(result.socket_errors.values()):
         failures.append(f"socket errors {result.socket_errors}")

@@ -28,15 +28,18 @@ from typing import Any
 
 from loadgen import (
     BLOCKED_SCRIPT,
+    REMEMBERED_SCRIPT,
     SCRIPT,
+    SIGNIN_SCENARIOS,
     SIGNIN_SCRIPT,
     WrkResult,
     record_of,
     run_wrk,
+    write_device_tokens,
     write_valid_codes,
     write_wrong_codes,
 )
-from seeding import PASSWORD, seed
+from seeding import PASSWORD, REMEMBER_DEVICE_DAYS, remember_devices, seed
 from serving import NidanServer, postgres_cpu_seconds
 from sqlalchemy import create_engine, make_url, text
 
@@ -47,16 +50,21 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WORK = BENCH / ".work"
 
-SCENARIOS = ("valid", "wrong", "blocked", "signin")
+SCENARIOS = ("valid", "wrong", "blocked", "signin", "remembered")
 LABELS = {
     "valid": "verify, valid codes",
     "wrong": "verify, wrong codes",
     "blocked": "verify, blocked users (429)",
     "signin": "sign-in, password + TOTP",
+    "remembered": "sign-in, password + remembered device",
 }
 #: How the seeded users are shared out: each scenario gets its own, so a code spent, a wrong code counted or a
 #: block in one scenario never meets another.
 SHARES = {"valid": 4, "wrong": 4, "signin": 2}
+#: Users who sign in on a remembered device, taken before the shares. A device's token chain never runs out (each
+#: answer carries the next token), so few users carry any run, round robin: at ~130 sign-ins/s over 16 connections
+#: each comes round every ~7 s. Each is remembered in process while seeding, one transaction per user.
+REMEMBERED_USERS = 1_000
 #: Users put into a long block for the 429 path: few, so each is hammered many times a second.
 BLOCKED_USERS = 50
 
@@ -106,7 +114,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=100_000, help="users seeded with TOTP (default 100000)")
     parser.add_argument("--workers", type=int, default=1, help="nidan serve --workers (default 1)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2; sign-in: one per connection)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2; sign-ins: one per connection)")
     parser.add_argument("--duration", type=int, default=20, help="seconds per scenario (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each scenario (default 2)")
     parser.add_argument(
@@ -210,14 +218,19 @@ def clear_nidan_environment() -> None:
             del os.environ[name]
 
 
-def server_overrides(connections: int) -> dict[str, str]:
+def server_overrides(connections: int, scenarios: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
     """nidan settings the bench changes, and only when the load needs it: every login first counts a provisional
     failure for its address (all of wrk's are 127.0.0.1) until its password is checked, so more concurrent
-    sign-ins than the address tolerates (20 by default) would be refused with 429 for that alone."""
+    sign-ins than the address tolerates (20 by default) would be refused with 429 for that alone. Remembering a
+    browser is off by default (``policy.remember_device_days`` 0): the remembered-device scenario turns it on (the
+    hot paths of the other scenarios do not read it)."""
+    overrides: dict[str, str] = {}
+    if "remembered" in scenarios:
+        overrides["NIDAN_POLICY_REMEMBER_DEVICE_DAYS"] = str(REMEMBER_DEVICE_DAYS)
     tolerated = RateLimitSettings.model_fields["ip_tolerated_failures"].default
-    if connections <= tolerated:
-        return {}
-    return {"NIDAN_RATE_LIMIT_IP_TOLERATED_FAILURES": str(2 * connections)}
+    if connections > tolerated:
+        overrides["NIDAN_RATE_LIMIT_IP_TOLERATED_FAILURES"] = str(2 * connections)
+    return overrides
 
 
 def server_env(data_dir: Path, database_url: str | None, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -233,11 +246,15 @@ def server_env(data_dir: Path, database_url: str | None, overrides: Mapping[str,
 
 
 def partition(keys: Mapping[str, bytes], scenarios: tuple[str, ...]) -> dict[str, dict[str, bytes]]:
-    """Disjoint sets of users for the scenarios that need codes, by ``SHARES`` (``keys`` is in random order)."""
+    """Disjoint sets of users for the scenarios that need their own: ``REMEMBERED_USERS`` (at most a fifth) for
+    the remembered-device sign-in, the rest by ``SHARES`` (``keys`` is in random order)."""
     wanted = [s for s in scenarios if s in SHARES]
     total = sum(SHARES[s] for s in wanted)
     items = list(keys.items())
     slices: dict[str, dict[str, bytes]] = {}
+    if "remembered" in scenarios:
+        count = min(REMEMBERED_USERS, len(items) // 5) if wanted else len(items)
+        slices["remembered"], items = dict(items[:count]), items[count:]
     start = 0
     for i, name in enumerate(wanted):
         end = len(items) if i == len(wanted) - 1 else start + len(items) * SHARES[name] // total
@@ -253,10 +270,21 @@ def warmup_split(users: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, b
     return dict(items[:count]), dict(items[count:])
 
 
-def write_input(name: str, path: Path, users: Mapping[str, bytes], blocked: list[str], duration: int) -> Path:
-    """The wrk script's input file for scenario ``name``."""
+def write_input(
+    name: str,
+    path: Path,
+    users: Mapping[str, bytes],
+    blocked: list[str],
+    duration: int,
+    tokens: Mapping[str, str] | None = None,
+) -> Path:
+    """The wrk script's input file for scenario ``name`` (remembered: each user's device token from ``tokens``)."""
     if name in ("valid", "signin"):
         write_valid_codes(path, dict(users), duration)
+    elif name == "remembered":
+        if tokens is None:
+            raise ValueError("the remembered-device scenario needs the users' device tokens")
+        write_device_tokens(path, {user: tokens[user] for user in users})
     elif name == "wrong":
         write_wrong_codes(path, dict(users), duration)
     else:  # blocked: any code; the block answers before the code is looked at
@@ -277,6 +305,9 @@ def wrk_run(
     elif name == "signin":
         # One connection per wrk thread (Lua state), so each state chains its own login -> mfa -> login.
         script, threads, env = SIGNIN_SCRIPT, load.connections, {"BENCH_PASSWORD": PASSWORD}
+    elif name == "remembered":
+        # One connection per wrk thread too: each state owns its users and sends each the token its last answer gave.
+        script, threads, env = REMEMBERED_SCRIPT, load.connections, {"BENCH_PASSWORD": PASSWORD}
     return run_wrk(
         url=server.url,
         mode=name,
@@ -317,16 +348,19 @@ def scenario(
     run_dir: Path,
     *,
     align: bool = False,
+    tokens: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A warm-up, then the recorded wrk run of scenario ``name``, with the server's CPU time around it."""
+    """A warm-up, then the recorded wrk run of scenario ``name``, with the server's CPU time around it.
+    ``tokens``: the remembered-device scenario's device tokens by user (each is sent by one run only: the token
+    a run's last unanswered request carried may have rotated)."""
     if name == "blocked":
         warm, sampled = blocked, len(blocked)
         warm_bodies = bodies = write_input(name, run_dir / f"{name}.bodies", {}, blocked, load.duration)
     else:
         warm_users, measured_users = warmup_split(users)
         warm, sampled = list(warm_users), len(measured_users)
-        bodies = write_input(name, run_dir / f"{name}.bodies", measured_users, [], load.duration)
-        warm_bodies = write_input(name, run_dir / f"{name}.warmup.bodies", warm_users, [], load.warmup)
+        bodies = write_input(name, run_dir / f"{name}.bodies", measured_users, [], load.duration, tokens)
+        warm_bodies = write_input(name, run_dir / f"{name}.warmup.bodies", warm_users, [], load.warmup, tokens)
     aligned = align and name in ("valid", "signin")
     if aligned:
         wait_for_step(load.warmup + 0.5)
@@ -336,7 +370,8 @@ def scenario(
         warm_result = wrk_run(name, server, warm_bodies, api_key, load, load.warmup, log)
         # Running out of codes is expected here (few users); each such request's /healthz answer also counts as
         # an error in verify.lua, so only the errors beyond those are wrong answers.
-        wrong = max(0, warm_result.errors - warm_result.exhausted) if name != "signin" else warm_result.errors
+        verify = name not in SIGNIN_SCENARIOS
+        wrong = max(0, warm_result.errors - warm_result.exhausted) if verify else warm_result.errors
         warmup.update(requests=warm_result.requests, errors=wrong, exhausted=warm_result.exhausted)
     if aligned:
         sleep_into_step()
@@ -356,7 +391,7 @@ def scenario(
     )
     if load.delay_ms:
         recorded["delay_ms"] = load.delay_ms
-    if name == "signin":
+    if name in SIGNIN_SCENARIOS:
         recorded.update(
             signins=result.signins,
             logins=result.logins,
@@ -368,7 +403,7 @@ def scenario(
 
 
 def threads_of(name: str, load: Load) -> int:
-    return load.connections if name == "signin" else load.threads
+    return load.connections if name in SIGNIN_SCENARIOS else load.threads
 
 
 # --- one configuration ----------------------------------------------------------------------------------------
@@ -376,6 +411,25 @@ def threads_of(name: str, load: Load) -> int:
 
 def say(message: str) -> None:
     print(message, flush=True)
+
+
+#: Why ``server_overrides`` changes a setting, as the run says it.
+OVERRIDE_REASONS = {
+    "NIDAN_RATE_LIMIT_IP_TOLERATED_FAILURES": "more concurrent sign-ins from one address than it tolerates",
+    "NIDAN_POLICY_REMEMBER_DEVICE_DAYS": "browsers may be remembered (the remembered-device scenario)",
+}
+
+
+def remembered_devices(data_dir: Path, url: str | None, users: Mapping[str, bytes]) -> dict[str, str]:
+    """A remembered device for each of ``users`` (the remembered-device scenario's), seeded in process: their
+    first tokens by user (none: no such scenario)."""
+    if not users:
+        return {}
+    say(f"==> remembering a device for {len(users):,} users")
+    started = time.monotonic()
+    tokens = remember_devices(data_dir, url, users)
+    say(f"    {time.monotonic() - started:.1f} s")
+    return tokens
 
 
 def run_config(config: Config, load: Load, run_dir: Path) -> ConfigResult:
@@ -391,9 +445,10 @@ def run_config(config: Config, load: Load, run_dir: Path) -> ConfigResult:
         say(f"    {seeded.seconds:.1f} s")
         slices = partition(seeded.keys, config.scenarios)
         result = ConfigResult(runs=[], seed_seconds=round(seeded.seconds, 1), database_version=version)
-        overrides = server_overrides(load.connections)
+        tokens = remembered_devices(run_dir / "data", url, slices.get("remembered", {}))
+        overrides = server_overrides(load.connections, config.scenarios)
         for name, value in overrides.items():
-            say(f"==> {name}={value} for the server: {load.connections} concurrent sign-ins from one address")
+            say(f"==> {name}={value} for the server: {OVERRIDE_REASONS.get(name, '')}")
         with NidanServer(server_env(run_dir / "data", url, overrides), config.workers, run_dir) as server:
             server.wait_until_healthy()
             say(f"==> nidan serve on {server.url}, {config.workers} worker(s); log {server.log_path}")
@@ -408,6 +463,7 @@ def run_config(config: Config, load: Load, run_dir: Path) -> ConfigResult:
                     load,
                     run_dir,
                     align=config.align,
+                    tokens=tokens,
                 )
                 measured["server_overrides"] = overrides
                 result.runs.append(run_record(config, seeded.users, result, measured, server.peak_rss()))
@@ -507,7 +563,7 @@ def main() -> int:
         "parameters": {
             **vars(args),
             "database_url": args.database_url and make_url(args.database_url).render_as_string(hide_password=True),
-            "server_overrides": server_overrides(args.connections),
+            "server_overrides": server_overrides(args.connections, names),
             "argon2": "nidan defaults",
         },
         "runs": result.runs,

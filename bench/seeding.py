@@ -3,12 +3,19 @@
 Each user has a random key of its own, sealed with the instance's keyring exactly as enrollment seals it; the rows
 go in with the DB-API's ``executemany`` on a statement SQLAlchemy compiled once (bound values converted once, not
 per row), which is what makes a million users take about a minute on SQLite.
+
+Run as a program (``python bench/seeding.py --data-dir D --users N --out seeded.json``), it seeds with the nidan
+found first on ``sys.path``: ``bench/side_by_side.py`` runs it with an older tree's ``src`` on ``PYTHONPATH``, so
+each tree creates, migrates and fills its own database with its own code.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import random
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,14 +25,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select
 
+import nidan
 from nidan.bootstrap import build_runtime
-from nidan.config import Settings
+from nidan.config import PolicySettings, Settings
 from nidan.core.models import ClientInfo, InstanceRole, OrgRole, ThrottleScope
 from nidan.core.organisations import DEFAULT_SLUG
 from nidan.core.sealing import KeyRing
 from nidan.db import tables as t
 from nidan.services import applications
-from nidan.services.factors import totp_context
+
+try:  # the second-step engine's tree keeps the TOTP method's helpers with the method
+    from nidan.services.methods.totp import totp_context
+except ImportError:  # trees before it (the side-by-side comparison seeds an older commit with its own code)
+    from nidan.services.factors import totp_context  # type: ignore[attr-defined,no-redef]
 
 BATCH = 20_000
 KEY_BYTES = 20
@@ -35,6 +47,8 @@ PASSWORD = "bench correct horse battery"  # noqa: S105 - a benchmark fixture
 BLOCK = timedelta(hours=1)
 #: Their failure count: enough for a long block (tolerated 1 by default), far below the hard limit (100).
 BLOCKED_FAILURES = 13
+#: The instance's ``policy.remember_device_days`` for the remembered-device scenario (seeding and the server).
+REMEMBER_DEVICE_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -184,3 +198,83 @@ def _block(connection: Connection, names: list[str]) -> None:
             for user_id in ids
         ],
     )
+
+
+def remember_devices(data_dir: Path, database_url: str | None, names: Iterable[str]) -> dict[str, str]:
+    """A remembered browser for each user named, as a full sign-in with "remember this device" leaves it
+    (``devices.remember`` under the user's lock, one transaction each, audited): username -> its first device token.
+
+    In process, not through POST /api/v1/auth/mfa: that would be a password hash and a code per user. The runtime
+    must allow remembering (``policy.remember_device_days``), as the bench's server does."""
+    # Imported here: trees before remembered devices (seeded by side_by_side.py) have no such module.
+    from nidan.core.usernames import username_key
+    from nidan.services import devices
+
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        policy=PolicySettings(remember_device_days=REMEMBER_DEVICE_DAYS),
+    )
+    runtime = build_runtime(settings)
+    ctx = runtime.services
+    client = ClientInfo(ip="127.0.0.1", user_agent="wrk (nidan bench)")
+    tokens: dict[str, str] = {}
+    try:
+        for name in names:
+            with ctx.uow() as uow:
+                key = username_key(name)
+                user = uow.users.get_by_username_key(key) if key else None
+                if user is None:
+                    raise RuntimeError(f"seeded user {name} not found")
+                uow.users.lock(user.id)
+                remembered = devices.remember(ctx, uow, user, client)
+                if remembered is None:
+                    raise RuntimeError(f"{name}'s browser was not remembered: policy.remember_device_days is 0?")
+                uow.commit()
+            tokens[name] = remembered.token
+    finally:
+        runtime.engine.dispose()
+    return tokens
+
+
+def schema_revision(data_dir: Path, database_url: str | None) -> str:
+    """The Alembic revision the seeded database is at (what the tree that seeded it migrated it to)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(Settings(data_dir=data_dir, database_url=database_url).resolved_database_url)
+    try:
+        with engine.connect() as connection:
+            return ",".join(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all())
+    finally:
+        engine.dispose()
+
+
+def main() -> int:
+    """Seed as ``seed`` does and write what the load needs, with where nidan came from, as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--database-url", help="PostgreSQL (an existing, empty database); default: SQLite")
+    parser.add_argument("--users", type=int, required=True)
+    parser.add_argument("--blocked", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="the JSON written")
+    args = parser.parse_args()
+    seeded = seed(args.data_dir, args.database_url, args.users, blocked=args.blocked)
+    args.out.write_text(
+        json.dumps(
+            {
+                "keys": {name: key.hex() for name, key in seeded.keys.items()},
+                "blocked": seeded.blocked,
+                "api_key": seeded.api_key,
+                "users": seeded.users,
+                "seconds": round(seeded.seconds, 1),
+                # Which tree did the work: the caller checks it is the one it meant.
+                "nidan_file": str(Path(nidan.__file__).resolve()),
+                "schema_revision": schema_revision(args.data_dir, args.database_url),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

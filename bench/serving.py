@@ -18,6 +18,16 @@ from types import TracebackType
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: How a server started with a ``python_path`` says where its nidan came from (the first line of its log).
+NIDAN_FILE_MARK = "bench: nidan imported from "
+#: ``python -m nidan`` with that line first: the same module run the same way (runpy, as -m does), after the
+#: package it will run was imported and named.
+LAUNCHER = (
+    "import runpy, sys, nidan; "
+    f"print({NIDAN_FILE_MARK!r} + nidan.__file__, flush=True); "
+    "sys.argv[0] = 'nidan'; "
+    "runpy.run_module('nidan', run_name='__main__', alter_sys=True)"
+)
 
 
 def free_port() -> int:
@@ -87,22 +97,27 @@ def peak_rss_mib(pid: int) -> float | None:
 
 
 class NidanServer:
-    """``python -m nidan serve`` on 127.0.0.1; stopped with its whole process group, whatever happened."""
+    """``python -m nidan serve`` on 127.0.0.1; stopped with its whole process group, whatever happened.
 
-    def __init__(self, env: dict[str, str], workers: int, log_dir: Path) -> None:
+    With ``python_path`` (a tree's ``src``), that directory comes first on the server's ``PYTHONPATH`` (ahead of
+    the venv's editable install of this checkout) and the server names the nidan it imported on its log's first
+    line (``nidan_file``): how ``bench/side_by_side.py`` runs an older commit with the same venv."""
+
+    def __init__(self, env: dict[str, str], workers: int, log_dir: Path, python_path: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
-        self.env = env
+        self.env = env if python_path is None else {**env, "PYTHONPATH": str(python_path)}
         self.log_path = log_dir / f"serve-{self.port}.log"
         self._log = self.log_path.open("w")
-        command = [sys.executable, "-m", "nidan", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        program = ["-m", "nidan"] if python_path is None else ["-c", LAUNCHER]
+        command = [sys.executable, *program, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [*command, "--workers", str(workers)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=self.env,
             start_new_session=True,
         )
         self.pgid = self.process.pid  # a new session: its leader's pid is the group id
@@ -129,6 +144,13 @@ class NidanServer:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"nidan serve was not healthy within {START_TIMEOUT:.0f} s:\n{self.tail()}")
+
+    def nidan_file(self) -> Path | None:
+        """Where the server's nidan package was imported from (servers started with a ``python_path`` only)."""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith(NIDAN_FILE_MARK):
+                return Path(line.removeprefix(NIDAN_FILE_MARK)).resolve()
+        return None
 
     def workers_now(self) -> list[ProcessInfo]:
         """The processes that serve requests: the server itself with one worker, else its children that are
