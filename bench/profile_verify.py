@@ -4,7 +4,9 @@
 
 Seeds a fresh SQLite instance in ``bench/.work/profile-<pid>`` (as the bench does), then sends valid first-use
 codes straight to the ASGI app (so uvicorn and the kernel are left out) and prints the CPU time per request; with
-``--profile``, cProfile's top functions by cumulative and by own time. Every answer is checked.
+``--profile``, cProfile's top functions by cumulative and by own time, and the Python calls and SQL statements per
+request (counts: the machine's noise does not move them). Every answer is checked. Another tree's code:
+``PYTHONPATH=<tree>/src .venv/bin/python bench/profile_verify.py ...``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,17 @@ async def drive(app: Any, bodies: list[bytes], api_key: str, together: int = 1) 
                 raise SystemExit(f"unexpected answer {status} {answer!r} to {body!r}")
 
 
+def counts_per_request(stats: pstats.Stats, requests: int) -> str:
+    """Python calls and SQL statements per request: what a change costs, counted, which the machine's noise does
+    not move (compare two trees with ``PYTHONPATH=<tree>/src``)."""
+    entries: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    calls = sum(entry[1] for entry in entries.values())
+    statements = sum(
+        entry[1] for key, entry in entries.items() if key[2] == "<method 'execute' of 'sqlite3.Cursor' objects>"
+    )
+    return f"per request: {calls / requests:.0f} Python calls, {statements / requests:.2f} SQL statements"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=2000)
@@ -122,6 +135,7 @@ def main() -> None:
             stats = pstats.Stats(profiler)
             stats.sort_stats("cumulative").print_stats(45)
             stats.sort_stats("tottime").print_stats(30)
+            print(counts_per_request(stats, len(measured)))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 

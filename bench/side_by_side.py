@@ -10,9 +10,9 @@ out the same way. Both run with the same venv, each with its own ``src`` first o
 venv's editable install), and each side's seeding and server say which nidan they imported: the run stops unless
 it is the side's own tree.
 
-Each side seeds its own fresh database with its own code (``seeding.py`` run as a program: its own migrations, its
-own schema revision, recorded), with ``rounds`` x ``--users`` users, so that each round has users of its own (a code
-spent in one round never meets another). Then, round by round, old then new in odd rounds and new then old in even
+Each round, each side seeds a fresh database of its own with its own code (``seeding.py`` run as a program: its
+own migrations, its own schema revision, recorded) with ``--users`` users: no database weighs on more than one
+round, and no code spent in one round meets another. Then old then new in odd rounds and new then old in even
 ones: start that side's server (after ``sync``, so the other side's writes are not flushed during this run), warm
 up, the recorded wrk run, stop the server. The same scenario, load, duration and user count on both sides; with
 ``--pin`` the server runs on one CPU and wrk on the others. Reported: every round of each side, each side's median,
@@ -66,7 +66,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per recorded run (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each run (default 2)")
     parser.add_argument(
-        "--users", type=int, default=40_000, help="users per round and side (default 40000; seeded: rounds x that)"
+        "--users", type=int, default=40_000, help="users per round and side, seeded fresh each round (default 40000)"
     )
     parser.add_argument("--workers", type=int, default=1, help="nidan serve --workers (default 1)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
@@ -171,7 +171,7 @@ def assert_from(tree: Tree, nidan_file: Path | None, what: str) -> None:
         raise RuntimeError(f"{tree.side} side: {what} imported nidan from {nidan_file}, not from {expected}")
 
 
-# --- one side's database --------------------------------------------------------------------------------------
+# --- one side's database for one round --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -179,8 +179,8 @@ class SideData:
     tree: Tree
     data_dir: Path
     database_url: str | None
-    #: One dict of users (username -> raw TOTP key) per round.
-    rounds: list[dict[str, bytes]]
+    #: The round's users: username -> raw TOTP key, in random order.
+    keys: dict[str, bytes]
     blocked: list[str]
     api_key: str
     users: int
@@ -196,16 +196,15 @@ def clean_environment(tree: Tree) -> dict[str, str]:
 
 
 def seed_side(tree: Tree, side_dir: Path, url: str | None, args: argparse.Namespace) -> SideData:
-    """The side's own database, seeded by ``seeding.py`` run with the side's ``src`` first on the path."""
+    """A fresh database of the side's own, seeded by ``seeding.py`` run with the side's ``src`` first on the path."""
     side_dir.mkdir(parents=True, exist_ok=True)
     out = side_dir / "seeded.json"
-    total = args.rounds * args.users
     blocked = nb.BLOCKED_USERS if args.scenario == "blocked" else 0
     command = [sys.executable, str(nb.BENCH / "seeding.py"), "--data-dir", str(side_dir / "data")]
-    command += ["--users", str(total), "--blocked", str(blocked), "--out", str(out)]
+    command += ["--users", str(args.users), "--blocked", str(blocked), "--out", str(out)]
     if url is not None:
         command += ["--database-url", url]
-    say(f"==> {tree.side}: seeding {total:,} users with {tree.description}")
+    say(f"==> {tree.side}: seeding {args.users:,} users with {tree.description}")
     with (side_dir / "seeding.log").open("w") as log:
         done = subprocess.run(  # noqa: S603 - our own interpreter and script
             command,
@@ -219,13 +218,12 @@ def seed_side(tree: Tree, side_dir: Path, url: str | None, args: argparse.Namesp
         raise RuntimeError(f"{tree.side} side: seeding failed; see {side_dir / 'seeding.log'}")
     seeded = json.loads(out.read_text())
     assert_from(tree, Path(seeded["nidan_file"]), "seeding")
-    keys = [(name, bytes.fromhex(key)) for name, key in seeded["keys"].items()]  # random order
     say(f"    {seeded['seconds']:.1f} s, schema revision {seeded['schema_revision']}, nidan {seeded['nidan_file']}")
     return SideData(
         tree=tree,
         data_dir=side_dir / "data",
         database_url=url,
-        rounds=[dict(keys[i * args.users : (i + 1) * args.users]) for i in range(args.rounds)],
+        keys={name: bytes.fromhex(key) for name, key in seeded["keys"].items()},
         blocked=seeded["blocked"],
         api_key=seeded["api_key"],
         users=seeded["users"],
@@ -280,9 +278,8 @@ def measure(side: SideData, number: int, args: argparse.Namespace, load: nb.Load
         server.wait_until_healthy()
         assert_from(side.tree, server.nidan_file(), "the server")
         say(f"==> round {number}, {side.tree.side} ({side.tree.description}): {nb.LABELS[args.scenario]}")
-        users = side.rounds[number - 1]
         with pinned(load_cpus):
-            measured = nb.scenario(args.scenario, server, users, side.blocked, side.api_key, load, run_dir)
+            measured = nb.scenario(args.scenario, server, side.keys, side.blocked, side.api_key, load, run_dir)
         rss = server.peak_rss()
     say("    " + nb.one_line(measured))
     return {
@@ -354,7 +351,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{nb.LABELS[p['scenario']]}, {p['backend']}, {p['workers']} worker(s); wrk {p['connections']} connections, "
         f"{p['duration_s']} s per run after {p['warmup_s']} s of warm-up; {p['users_per_round']:,} users per round "
-        f"and side ({p['rounds']} rounds, each side's own database); order: {p['order']}"
+        f"and side ({p['rounds']} rounds, a fresh database of its own each); order: {p['order']}"
         + (
             ""
             if p["pinned"]["server_cpus"] is None
@@ -422,21 +419,29 @@ def side_record(data: SideData) -> dict[str, Any]:
 
 
 def compare(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Both trees seeded, then the rounds; returns (the sides' records, the runs)."""
+    """The rounds, each on fresh databases; returns (the sides' records, the runs)."""
     load = nb.Load(args.threads, args.connections, args.duration, args.warmup)
     with ExitStack() as stack:
-        old = stack.enter_context(commit_tree("old", args.compare, scratch))
-        new = new_side(args.against, scratch, stack)
-        sides = []
-        for tree in (old, new):
-            url = stack.enter_context(nb.database(args.database_url))
-            sides.append(seed_side(tree, scratch / tree.side, url, args))
+        trees = [stack.enter_context(commit_tree("old", args.compare, scratch)), new_side(args.against, scratch, stack)]
+        records: dict[str, dict[str, Any]] = {}
         runs = []
         for number in range(1, args.rounds + 1):
-            for side in sides_in_order(sides, number):
-                runs.append(measure(side, number, args, load, scratch / side.tree.side / f"round-{number}"))
-                time.sleep(1)  # the last connections close before the next server starts
-        return {side.tree.side: side_record(side) for side in sides}, runs
+            with ExitStack() as round_stack:
+                sides = [round_side(tree, number, args, scratch, round_stack) for tree in trees]
+                if not records:  # the same trees every round: the first round's seeding describes them
+                    records = {side.tree.side: side_record(side) for side in sides}
+                for side in sides_in_order(sides, number):
+                    runs.append(measure(side, number, args, load, scratch / side.tree.side / f"round-{number}"))
+                    time.sleep(1)  # the last connections close before the next server starts
+        return records, runs
+
+
+def round_side(tree: Tree, number: int, args: argparse.Namespace, scratch: Path, stack: ExitStack) -> SideData:
+    """The side's fresh database for round ``number`` (a PostgreSQL one is dropped when ``stack`` ends). Fresh each
+    round, as the matrix's user-count pair: whatever one database happens to be like (its file's place on the
+    disk, its pages in the cache) would otherwise weigh on every round of that side alike."""
+    url = stack.enter_context(nb.database(args.database_url))
+    return seed_side(tree, scratch / tree.side / f"round-{number}", url, args)
 
 
 def main() -> int:
