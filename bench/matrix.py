@@ -516,7 +516,8 @@ def user_count_target(runs: list[dict[str, Any]]) -> dict[str, Any]:
         1.2,
         False,
         f"valid codes, SQLite, 1 worker, {first['users_sampled']:,} users sent to, {first['duration_s']:.0f} s a run "
-        f"{_paced(first)}, {len(p99s[small])} rounds: median p99 {medians[large]:.1f} ms at {large:,} users ({listed(large)}) vs "
+        f"{_paced(first)}, {len(p99s[small])} rounds: "
+        f"median p99 {medians[large]:.1f} ms at {large:,} users ({listed(large)}) vs "
         f"{medians[small]:.1f} ms at {small:,} ({listed(small)}) = {ratio or 0:.2f}x (required <= 1.2x)",
     )
 

@@ -136,6 +136,8 @@ def main() -> None:
             stats.sort_stats("cumulative").print_stats(45)
             stats.sort_stats("tottime").print_stats(30)
             print(counts_per_request(stats, len(measured)))
+            if os.environ.get("PROFILE_DUMP"):  # for comparing two trees function by function
+                stats.dump_stats(os.environ["PROFILE_DUMP"])
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -30,5 +30,7 @@ def typed_code(text: str) -> str:
     """``text`` with full-width and other compatibility forms NFKC-normalised to ASCII (``６３１８９３`` is
     ``631893``), every kind of dash read as ``-``, and no whitespace at all (``631 893``, ``631　893``, a line break
     from a paste). The result may still be no code (empty, letters, marks): each format checks its own rule."""
+    if text.isascii():  # NFKC leaves ASCII as it is, and its only dash is "-": what nearly every call brings
+        return "".join(text.split())
     normalised = unicodedata.normalize("NFKC", text)
     return "".join("-" if _is_dash(char) else char for char in normalised if not char.isspace())

@@ -118,7 +118,9 @@ _SCRIPT_MIXES = (
 
 def _width_mapped(username: str) -> str:
     # precis-i18n maps the Halfwidth and Fullwidth Forms block; the one other code point with a <wide> mapping is
-    # the ideographic space, which a Japanese IME types between a family and a given name.
+    # the ideographic space, which a Japanese IME types between a family and a given name. ASCII has neither.
+    if username.isascii():
+        return username
     return _CASE_MAPPED.width_mapping_rule(username).replace("\u3000", " ")
 
 

@@ -10,15 +10,41 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from nidan.core.devices import PresentedToken, RememberedDeviceRecord
 from nidan.db import tables as t
+from nidan.db.prepared import Prepared
 
 _devices = t.remembered_devices
 _tokens = t.remembered_device_tokens
 _d = _devices.c
 _k = _tokens.c
+
+# A remembered sign-in runs these four: prepared, as the sign-in's other hot statements are (``db.prepared``).
+_USABLE_DEVICES = select(_d.id).where(
+    _d.user_id == bindparam("user_id"),
+    _d.revoked_at.is_(None),
+    _d.expires_at > bindparam("now"),
+    _d.created_at > bindparam("created_after"),
+)
+_ROTATE_TOKEN = Prepared(
+    update(_tokens)
+    .where(
+        _k.token_hash == bindparam("token_hash"),
+        _k.rotated_at.is_(None),
+        _k.device_id.in_(_USABLE_DEVICES.scalar_subquery()),
+    )
+    .values(rotated_at=bindparam("now"))
+    .returning(_k.device_id)
+)
+_DEVICE_BY_ID = Prepared(select(_devices).where(_d.id == bindparam("device_id")))
+_INSERT_TOKEN = Prepared(insert(_tokens), columns=("token_hash", "device_id", "issued_at"))
+_NOTE_USE = Prepared(
+    update(_devices)
+    .where(_d.id == bindparam("device_id"))
+    .values(last_used_at=bindparam("at"), last_ip=bindparam("ip"))
+)
 
 
 def _device(row: Any) -> RememberedDeviceRecord:
@@ -67,25 +93,15 @@ class SqlRememberedDeviceRepository:
     def rotate(
         self, token_hash: bytes, *, user_id: int, now: datetime, created_after: datetime
     ) -> RememberedDeviceRecord | None:
-        usable = select(_d.id).where(
-            _d.user_id == user_id, _d.revoked_at.is_(None), _d.expires_at > now, _d.created_at > created_after
-        )
-        rotated = self._c.execute(
-            update(_tokens)
-            .where(_k.token_hash == token_hash, _k.rotated_at.is_(None), _k.device_id.in_(usable.scalar_subquery()))
-            .values(rotated_at=now)
-            .returning(_k.device_id)
-        ).first()
+        parameters = {"token_hash": token_hash, "user_id": user_id, "now": now, "created_after": created_after}
+        rotated = _ROTATE_TOKEN.first(self._c, parameters)
         if rotated is None:
             return None
-        row = self._c.execute(select(_devices).where(_d.id == rotated.device_id)).one()
-        return _device(row)
+        return _device(_DEVICE_BY_ID.first(self._c, {"device_id": rotated.device_id}))
 
     def issue(self, device_id: int, token_hash: bytes, at: datetime, ip: str | None) -> None:
-        self._c.execute(insert(_tokens).values(token_hash=token_hash, device_id=device_id, issued_at=at))
-        self._c.execute(
-            update(_devices).where(_d.id == device_id).values(last_used_at=at, last_ip=ip[:64] if ip else None)
-        )
+        _INSERT_TOKEN.rowcount(self._c, {"token_hash": token_hash, "device_id": device_id, "issued_at": at})
+        _NOTE_USE.rowcount(self._c, {"device_id": device_id, "at": at, "ip": ip[:64] if ip else None})
 
     def find_token(self, token_hash: bytes) -> PresentedToken | None:
         row = self._c.execute(

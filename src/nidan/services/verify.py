@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from nidan.core.access_tokens import Application
@@ -68,12 +68,7 @@ def verify_for_key(
 ) -> VerifyResult:
     """``verify`` for the application holding ``api_key`` (``AppKeyInvalid`` otherwise). For a TOTP code the key
     is looked up inside the verify's own transaction: one transaction per call, not two."""
-    chosen = method or guess_method(code)
-    if not second_step.plugin(chosen).slow:
-        find = partial(applications.authenticate_in, ctx, api_key=api_key)
-        return _verify_fast(ctx, find, username_key(username), chosen, code, client)
-    application = applications.authenticate(ctx, api_key)
-    return _verify_slow(ctx, application, username, code, chosen, client)
+    return verify_call(ctx, VerifyCall(api_key, username, code, method, client))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,25 +80,27 @@ class VerifyCall:
     code: str
     method: Method | None
     client: ClientInfo
+    #: The method asked for, else the one the code looks like (decided once: the fast path asks several times).
+    chosen: Method = field(init=False)
+    #: Whether its method checks in microseconds (an authenticator code; a recovery code costs an argon2id).
+    is_fast: bool = field(init=False)
 
-    @property
-    def chosen(self) -> Method:
-        return self.method or guess_method(self.code)
-
-    @property
-    def is_fast(self) -> bool:
-        """Whether its method checks in microseconds (an authenticator code; a recovery code costs an argon2id)."""
-        return not second_step.plugin(self.chosen).slow
+    def __post_init__(self) -> None:
+        chosen = self.method or guess_method(self.code)
+        object.__setattr__(self, "chosen", chosen)
+        object.__setattr__(self, "is_fast", not second_step.plugin(chosen).slow)
 
 
 def verify_call(ctx: ServiceContext, call: VerifyCall, known: KnownApplications | None = None) -> VerifyResult:
     """``verify_for_key`` for ``call``; with ``known``, an authenticator code's key is looked up through it."""
-    if known is not None and call.is_fast:
-        find = partial(known.authenticate_in, api_key=call.api_key)
+    if call.is_fast:
+        if known is not None:
+            find = partial(known.authenticate_in, api_key=call.api_key)
+        else:
+            find = partial(applications.authenticate_in, ctx, api_key=call.api_key)
         return _verify_fast(ctx, find, username_key(call.username), call.chosen, call.code, call.client)
-    return verify_for_key(
-        ctx, api_key=call.api_key, username=call.username, code=call.code, method=call.method, client=call.client
-    )
+    application = applications.authenticate(ctx, call.api_key)
+    return _verify_slow(ctx, application, call.username, call.code, call.chosen, call.client)
 
 
 class KnownApplications:
