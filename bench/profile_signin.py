@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from profile_verify import counts_per_request
+from profile_verify import counts_per_request, post
 from seeding import PASSWORD, REMEMBER_DEVICE_DAYS, remember_devices, seed
 
 from nidan.bootstrap import build_runtime
@@ -38,45 +38,8 @@ async def sign_in(app: Any, username: str, token: str | None, port: int) -> str 
     """One remembered sign-in: the device's next token (without ``token``, the password step alone: ``None``)."""
     fields = {"username": username, "password": PASSWORD} | ({"device_token": token} if token else {})
     body = json.dumps(fields).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/auth/login",
-        "raw_path": b"/api/v1/auth/login",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", port),
-        "server": ("127.0.0.1", 8000),
-    }
-    sent = False
-    status = 0
-    chunks: list[bytes] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    answer = json.loads(b"".join(chunks))
+    status, raw = await post(app, "/api/v1/auth/login", body, [], port)
+    answer = json.loads(raw)
     if token is None and status == 200 and answer.get("status") == "mfa_required":
         return None
     if status != 200 or answer.get("second_factor") != "remembered_device":

@@ -33,23 +33,30 @@ WORK = Path(__file__).resolve().parent / ".work"
 
 
 async def call(app: Any, body: bytes, api_key: str) -> tuple[int, bytes]:
+    return await post(app, "/api/v1/verify", body, [(b"authorization", f"Bearer {api_key}".encode())])
+
+
+async def post(
+    app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]], port: int = 40000
+) -> tuple[int, bytes]:
+    """A JSON POST of ``body`` to ``path`` straight to the ASGI ``app``, from 127.0.0.1:``port``: (status, body)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/api/v1/verify",
-        "raw_path": b"/api/v1/verify",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": [
             (b"host", b"127.0.0.1"),
-            (b"authorization", f"Bearer {api_key}".encode()),
+            *headers,
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ],
-        "client": ("127.0.0.1", 40000),
+        "client": ("127.0.0.1", port),
         "server": ("127.0.0.1", 8000),
     }
     sent = False
