@@ -7,13 +7,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from nidan import __version__
+from nidan.adapters import serving_address
 from nidan.adapters.archive import TarArchives
 from nidan.adapters.argon2_memory import Argon2Memory
 from nidan.adapters.clock import SystemClock
@@ -34,7 +37,7 @@ from nidan.db import engine as db_engine
 from nidan.db.admin import SqlDatabaseAdmin, unusable
 from nidan.db.checkpoints import BackgroundCheckpoints
 from nidan.db.uow import SqlUnitOfWorkFactory, commit_gate
-from nidan.errors import ConfigurationError, HashKeyMismatch, HashKeyMissing, KeyMissing
+from nidan.errors import ConfigurationError, HashKeyMismatch, HashKeyMissing, InstanceNotFound, KeyMissing
 from nidan.services.context import ServiceContext
 from nidan.services.maintenance import MaintenanceContext
 
@@ -280,3 +283,70 @@ def build_maintenance(
         version=__version__,
     )
     return Maintenance(settings=settings, engine=engine, services=services)
+
+
+# -- the instance a command is pointed at --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a command looks for its instance, in words for the person at the terminal (no password shown)."""
+
+    data_dir: str
+    database: str
+
+    def __str__(self) -> str:
+        return f"data directory {self.data_dir}; database {self.database}"
+
+
+def place_of(settings: Settings) -> Place:
+    """The data directory as configured (``./nidan-data`` for a relative one: relative to the working directory)
+    and the database: SQLite's file, or the server's URL without its password."""
+    data_dir = settings.data_dir
+    shown = str(data_dir) if data_dir.is_absolute() or str(data_dir).startswith(".") else f"./{data_dir}"
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        database = f"SQLite, {url.database}"
+    else:
+        database = f"PostgreSQL, {url.render_as_string(hide_password=True)}"
+    return Place(data_dir=shown, database=database)
+
+
+def instance_missing(settings: Settings) -> bool:
+    """Whether there is certainly no nidan instance where ``settings`` point: no SQLite file, or a database that
+    nidan never set up (no schema revision). Only reads: it creates no file, no directory, no key. A database that
+    cannot be reached is not "missing": the command goes on and reports why it cannot be used."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return False
+        if not Path(url.database).exists():
+            return True
+    engine = create_engine(url, poolclass=NullPool)  # no PRAGMAs: the file is looked at, not set up
+    try:
+        with engine.connect() as connection:
+            return db_dump.current_revision(connection) is None
+    except SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def require_instance(settings: Settings) -> None:
+    """Refuse (``instance_not_found``) unless an instance is where ``settings`` point: every command but ``nidan
+    serve``, ``nidan init`` and ``nidan restore`` uses an instance; none of them creates one on the way."""
+    if instance_missing(settings):
+        place = place_of(settings)
+        raise InstanceNotFound(place.data_dir, place.database)
+
+
+def record_serving_address(settings: Settings, host: str, port: int) -> Path:
+    """Note in the data directory where ``nidan serve`` listens, for links other commands print later."""
+    address = serving_address.ServingAddress(host=host, port=port, started_at=datetime.now(UTC))
+    return serving_address.record(settings.data_dir, address)
+
+
+def recorded_serving_address(settings: Settings) -> tuple[str, int] | None:
+    """The host and port the last ``nidan serve`` on this data directory listened on, or ``None``."""
+    address = serving_address.recorded(settings.data_dir)
+    return None if address is None else (address.host, address.port)

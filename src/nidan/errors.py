@@ -21,7 +21,10 @@ what to do next. It never contains a secret.
     │   ├── SetupTokenInvalid           setup_token_invalid
     │   ├── AppKeyInvalid               app_key_invalid
     │   ├── BasicAuthDenied             basic_auth_denied
-    │   └── RecoveryLinkInvalid         recovery_link_invalid
+    │   ├── RecoveryLinkInvalid         recovery_link_invalid
+    │   └── PasswordLinkInvalid         password_link_invalid
+    │       ├── PasswordLinkUsed        password_link_used
+    │       └── PasswordLinkExpired     password_link_expired
     ├── StateConflict
     │   ├── TotpNotEnabled              totp_not_enabled
     │   ├── TotpEnrollmentNotStarted    totp_enrollment_not_started
@@ -61,7 +64,8 @@ what to do next. It never contains a secret.
     └── ConfigurationError              configuration_error
         ├── KeyMissing                  key_missing
         ├── HashKeyMissing              hash_key_missing
-        └── HashKeyMismatch             hash_key_mismatch
+        ├── HashKeyMismatch             hash_key_mismatch
+        └── InstanceNotFound            instance_not_found
 """
 
 from __future__ import annotations
@@ -244,6 +248,32 @@ class RecoveryLinkInvalid(AuthenticationError):
     default_message = _(
         "This recovery link is not valid: it has expired or was already used. Run `nidan admin recover USERNAME` "
         "on the server again for a new one."
+    )
+
+
+class PasswordLinkInvalid(AuthenticationError):
+    """A set-password link an administrator made for a new account is not one nidan made (or not all of it)."""
+
+    code = "password_link_invalid"
+    default_message = _(
+        "This link to set your password is not valid. Check that you opened the whole link; if it still does not "
+        "work, ask your administrator for a new one."
+    )
+
+
+class PasswordLinkUsed(PasswordLinkInvalid):
+    code = "password_link_used"
+    default_message = _(
+        "This link was used already: a password was set with it, and it works only once. Sign in with that "
+        "password; if you do not know it, ask your administrator."
+    )
+
+
+class PasswordLinkExpired(PasswordLinkInvalid):
+    code = "password_link_expired"
+    default_message = _(
+        "This link has expired: a link to set your password works for a few days only. Ask your administrator for "
+        "a new one."
     )
 
 
@@ -610,4 +640,18 @@ class HashKeyMismatch(ConfigurationError):
             f"used with ({recorded}): sessions made by one process would be unknown to the other. Every process "
             "of one instance needs the same key files: copy hash.key from the key directory of a process that "
             "works (or from your backup) and restart. To replace it on purpose, run `nidan keys rotate-hash`."
+        )
+
+
+class InstanceNotFound(ConfigurationError):
+    """A command other than ``nidan serve`` and ``nidan init`` found no nidan instance where it was pointed: no
+    database there, or one nidan never set up. Commands never create an instance silently."""
+
+    code = "instance_not_found"
+
+    def __init__(self, data_dir: str, database: str) -> None:
+        # English on purpose, as the key errors: the command line only, for the operator.
+        super().__init__(
+            f"No nidan instance at {data_dir} (database {database}). Point at one with --data-dir or "
+            "NIDAN_DATA_DIR, or create one with `nidan init`."
         )

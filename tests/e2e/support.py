@@ -68,6 +68,13 @@ def nidan(env: dict[str, str], *args: str, stdin: str | None = None) -> subproce
     )
 
 
+def init(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``nidan init``: the instance commands need before any server has run (only init and serve make one)."""
+    made = nidan(env, "init")
+    assert made.returncode == 0, made.stderr
+    return made
+
+
 class Server:
     """``nidan serve`` in its own process group; stdout is read as it comes, stderr goes to a file."""
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.support import PASSWORD, Server, nidan, oathtool_code, oathtool_path
+from tests.e2e.support import PASSWORD, Server, init, nidan, oathtool_code, oathtool_path
 
 pytestmark = pytest.mark.e2e
 
@@ -54,6 +54,7 @@ def enable_totp(http: httpx.Client) -> str:
 
 def test_backoff_sequence_with_the_real_clock(environment: dict[str, str], tmp_path: Path) -> None:
     oathtool_path()
+    init(environment)
     add_user(environment)
     with Server(environment, tmp_path) as server:
         server.wait_until_healthy()
@@ -81,6 +82,7 @@ def spray(http: httpx.Client, headers: dict[str, str]) -> list[int]:
 
 
 def test_forwarded_for_is_believed_only_from_a_trusted_proxy(environment: dict[str, str], tmp_path: Path) -> None:
+    init(environment)
     add_user(environment)
     attacker = {"X-Forwarded-For": "203.0.113.5"}
     victim = {"X-Forwarded-For": "198.51.100.7"}

@@ -1,6 +1,6 @@
 """Signing in in Japanese, in a real browser (headless Chromium, Playwright, locale ja-JP: it sends
 ``Accept-Language: ja-JP``) against a real ``nidan serve``: the sign-in page, the second step with "別の確認方法を使う"
-open, a wrong code, "このデバイスでは 30 日間確認しない", and "本人確認" (step-up) after a sign-in the remembered
+open, a wrong code, "このデバイスでは30日間確認しない", and "本人確認" (step-up) after a sign-in the remembered
 browser let through without a code. Each page is kept as a screenshot at a desktop width and a phone's (375 px) in
 the test's tmp_path, and none of them may be wider than the window (a Japanese sentence that does not wrap would
 be)."""

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import FAST_SECURITY
 from tests.e2e.git_http import ACCESS_DENIED, GitHttp, git_environment, git_ok, require_programs, run_git
-from tests.e2e.support import PASSWORD, Server, nidan, oathtool_code, oathtool_path
+from tests.e2e.support import PASSWORD, Server, init, nidan, oathtool_code, oathtool_path
 
 # One nginx, fcgiwrap and nidan per module: keep its tests on one xdist worker (scripts/test: --dist loadgroup).
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("git_over_http")]
@@ -131,6 +131,7 @@ class GitHost:
 
     def _start(self, programs: dict[str, str]) -> Gate:
         env = nidan_environment(self.directory)
+        init(env)
         add_user(env, "bob")
         add_user(env, "alice")
         server = self.cleanup.enter_context(Server(env, self.directory))

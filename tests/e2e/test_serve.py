@@ -21,7 +21,7 @@ from nidan.config import SecuritySettings, ServerSettings, Settings
 from nidan.errors import SetupTokenInvalid
 from nidan.services import setup
 from tests.conftest import FAST_SECURITY
-from tests.e2e.support import PASSWORD, SETUP_LINE, Server, free_port, nidan, oathtool_code, oathtool_path
+from tests.e2e.support import PASSWORD, SETUP_LINE, Server, free_port, init, nidan, oathtool_code, oathtool_path
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +53,12 @@ def second_step(http: httpx.Client, mfa_token: str, method: str, code: str) -> h
 
 def test_serve_prints_setup_links_and_signs_in_with_oathtool_codes(environment: dict[str, str], tmp_path: Path) -> None:
     oathtool_path()
+
+    # Before any start, no other command makes the instance: it says where it looked and how to make one.
+    refused = nidan(environment, "user", "list")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith(f"error [instance_not_found]: No nidan instance at {tmp_path / 'data'} ")
+    assert "`nidan init`" in refused.stderr and not (tmp_path / "data").exists()
 
     # First start: migrations, keys, and a setup link; a second start prints a new link and the old one dies.
     with Server(environment, tmp_path) as first:
@@ -167,6 +173,8 @@ def sign_in_and_enable_totp(http: httpx.Client) -> None:
 
 
 def test_serve_with_two_workers(environment: dict[str, str], tmp_path: Path) -> None:
+    made = init(environment)
+    assert "Created a nidan instance:" in made.stdout and "nidan serve" in made.stdout
     added = nidan(
         environment,
         "user",

@@ -445,9 +445,10 @@ def test_backup_replaces_an_existing_file_atomically(
 
 def test_backup_of_an_instance_that_never_ran(tmp_path: Path, postgres: PostgresDatabases | None) -> None:
     with empty_instance("sqlite", tmp_path, postgres) as settings:
-        line = assert_refused(cli_for(settings, tmp_path)("backup", str(tmp_path / "x.tar.gz")), "invalid_request")
-        assert "nothing to back up" in line
-        assert not settings.data_dir.exists()
+        result = cli_for(settings, tmp_path)("backup", str(tmp_path / "x.tar.gz"))
+        line = assert_refused(result, "instance_not_found", exit_code=2)
+        assert f"No nidan instance at {settings.data_dir}" in line
+        assert not settings.data_dir.exists() and not (tmp_path / "x.tar.gz").exists()
 
 
 def test_fingerprints_in_the_manifest_are_the_keys(archive: Path) -> None:

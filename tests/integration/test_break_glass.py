@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
@@ -164,7 +165,7 @@ def test_a_hard_locked_admin_recovers_through_the_link(nidan: Invoke, runtime: R
 
     # Opening the link and pressing the button: straight into setting up 2FA.
     redeemed = post_link(web, token, open_link(web, token))
-    assert redeemed.status_code == 303 and redeemed.headers["location"] == "/security/setup"
+    assert redeemed.status_code == 303 and redeemed.headers["location"] == "/security/setup?via=recovery_link"
     enrolment_token = web.cookies.get("nidan_session")
     assert enrolment_token is not None and enrolment_token.startswith(signin.ENROLMENT_PREFIX)
     setup_page = web.get("/security/setup")
@@ -220,6 +221,37 @@ def test_the_link_prints_the_public_url_and_a_new_one_replaces_it(
     stale = web.get(f"/recover?token={first}")
     assert stale.status_code == 401 and ERROR_CODE.findall(stale.text) == ["recovery_link_invalid"]
     assert web.get(f"/recover?token={found.group(2)}").status_code == 200
+
+
+def test_the_link_uses_the_address_serve_was_started_with(
+    nidan: Invoke, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """Started on another port than the settings say (`scripts/serve --port 9123`), the server is there, not at
+    the configured address: serve notes where it listens in the data directory, and the link follows."""
+    admin_with_totp(runtime)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    started = nidan("serve", "--host", "0.0.0.0", "--port", "9123")  # noqa: S104 - never bound: uvicorn is a stub
+    assert started.exit_code == 0, (started.stdout, started.stderr)
+    assert (settings.data_dir / "serving.json").exists()
+    result = nidan("admin", "recover", "root")
+    found = LINK.search(result.stdout)
+    assert found and found.group(1) == "http://127.0.0.1:9123", result.stdout
+    assert "has not been started" not in result.stdout
+    # A public_url, when set, is what people open: it wins over where the server listens.
+    behind_proxy = nidan("admin", "recover", "root", extra_env={"NIDAN_SERVER_PUBLIC_URL": "https://2fa.example.com"})
+    found = LINK.search(behind_proxy.stdout)
+    assert found and found.group(1) == "https://2fa.example.com", behind_proxy.stdout
+
+
+def test_before_any_start_the_link_uses_the_configured_address_and_says_so(nidan: Invoke, runtime: Runtime) -> None:
+    admin_with_totp(runtime)
+    configured = {"NIDAN_SERVER_HOST": "127.0.0.5", "NIDAN_SERVER_PORT": "9500"}
+    result = nidan("admin", "recover", "root", extra_env=configured)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    found = LINK.search(result.stdout)
+    assert found and found.group(1) == "http://127.0.0.5:9500", result.stdout
+    assert "nidan serve has not been started with the data directory" in result.stdout
+    assert "Set server.public_url" in result.stdout
 
 
 def test_the_link_expires_after_an_hour(nidan: Invoke, runtime: Runtime, web: TestClient) -> None:

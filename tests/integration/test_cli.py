@@ -142,7 +142,7 @@ def test_duplicate_username_is_refused_case_insensitively(nidan: Invoke) -> None
 def test_weak_password_is_refused(nidan: Invoke) -> None:
     result = add_user(nidan, "alice", password="short")
     assert_refused(result, "weak_password")
-    assert "at least 8 characters" in result.stderr
+    assert "at least 12 characters" in result.stderr
     assert json.loads(nidan("user", "list", "--json").stdout) == []
 
 

@@ -84,13 +84,15 @@ def test_a_healthy_instance(runtime: Runtime, population: Population, nidan: Inv
     assert out[-1] == "Everything nidan needs is in place."
 
 
-def test_doctor_changes_nothing_on_a_fresh_instance(tmp_path: Path, postgres: PostgresDatabases | None) -> None:
+def test_doctor_refuses_where_no_instance_is_and_changes_nothing(
+    tmp_path: Path, postgres: PostgresDatabases | None
+) -> None:
     for backend in ("sqlite", "postgresql") if postgres else ("sqlite",):
         with empty_instance(backend, tmp_path, postgres) as settings:
             result = cli_for(settings, tmp_path)("doctor")
-            assert result.exit_code == 0, result.output
+            line = assert_refused(result, "instance_not_found", exit_code=2)
+            assert f"No nidan instance at {settings.data_dir}" in line and "`nidan init`" in line
             assert not settings.data_dir.exists()  # no data directory, no SQLite file, no keys
-            assert "no key directory yet" in result.stdout
             maintenance = build_maintenance(settings)
             try:
                 assert maintenance.services.database.revision() is None  # not migrated

@@ -260,3 +260,72 @@ def test_0010_adds_the_disabled_columns_with_every_account_enabled_and_drops_the
             connection.execute(text("DELETE FROM users"))
         db_engine.upgrade(engine)
         engine.dispose()
+
+
+def test_0011_never_hands_a_deleted_users_id_out_again_and_tells_links_apart(database_url: str) -> None:
+    """Up from 0010 keeps every user and every recovery link (now of purpose ``recovery``); a deleted account's id
+    is never given to the next one, on SQLite too (AUTOINCREMENT), and deleting takes the account's rows along. Down
+    drops the purpose column and the set-password links, and keeps the users."""
+    engine = db_engine.make_engine(database_url)
+    at = datetime(2026, 3, 14, tzinfo=UTC)
+    users = tables.users.c
+    links = tables.recovery_links.c
+    try:
+        db_engine.downgrade(engine, "0010")
+        assert "purpose" not in {c["name"] for c in inspect(engine).get_columns("recovery_links")}
+        with engine.begin() as connection:
+            for name in ("alice", "bob"):
+                connection.execute(
+                    text(
+                        "INSERT INTO users (username, username_key, email, role, password_hash, created_at)"
+                        " VALUES (:name, :name, 'x@example.com', 'member', 'x', :at)"
+                    ),
+                    {"name": name, "at": at},
+                )
+            bob = connection.execute(select(users.id).where(users.username == "bob")).scalar_one()
+            connection.execute(
+                text(
+                    "INSERT INTO recovery_links (user_id, token_hash, created_at, expires_at)"
+                    " VALUES (:user_id, :hash, :at, :at)"
+                ),
+                {"user_id": bob, "hash": b"r" * 32, "at": at},
+            )
+        db_engine.upgrade(engine)
+        with engine.begin() as connection:
+            assert connection.execute(select(users.username).order_by(users.id)).scalars().all() == ["alice", "bob"]
+            assert connection.execute(select(links.user_id, links.purpose)).all() == [(bob, "recovery")]
+            if connection.dialect.name == "sqlite":
+                schema = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'users'")).scalar_one()
+                assert "AUTOINCREMENT" in schema
+                assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            connection.execute(
+                tables.recovery_links.insert().values(
+                    user_id=bob, token_hash=b"p" * 32, created_at=at, expires_at=at, purpose="password"
+                )
+            )
+            # bob, the highest id, goes (with his links); the next account gets a new id all the same.
+            connection.execute(tables.users.delete().where(users.id == bob))
+            assert connection.execute(select(links.id)).all() == []
+            carol = connection.execute(
+                tables.users.insert()
+                .values(username="carol", username_key="carol", email="c@example.com", role="member",
+                        password_hash="x", created_at=at)
+                .returning(users.id)
+            ).scalar_one()  # fmt: skip
+            assert carol > bob
+            connection.execute(
+                tables.recovery_links.insert().values(
+                    user_id=carol, token_hash=b"q" * 32, created_at=at, expires_at=at, purpose="password"
+                )
+            )
+        db_engine.downgrade(engine, "0010")
+        assert "purpose" not in {c["name"] for c in inspect(engine).get_columns("recovery_links")}
+        with engine.connect() as connection:
+            assert connection.execute(select(users.username).order_by(users.id)).scalars().all() == ["alice", "carol"]
+            assert connection.execute(text("SELECT count(*) FROM recovery_links")).scalar_one() == 0
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM recovery_links"))
+            connection.execute(text("DELETE FROM users"))
+        db_engine.upgrade(engine)
+        engine.dispose()

@@ -118,3 +118,16 @@ def test_a_broken_stream_loses_lines_not_requests() -> None:
 
     writer = LineWriter(lambda: Closed())
     writer.add("dropped\n")  # no loop: written at once, and the error is swallowed
+
+
+def test_a_mounted_app_is_logged_with_the_path_the_client_asked_for() -> None:
+    """Starlette's Mount (``/static``) rewrites the scope in place as it routes: ``root_path`` becomes the mount's
+    path while ``path`` keeps it. Reading both afterwards logged ``/static/static/nidan.css``."""
+
+    async def mounted(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["root_path"] = scope.get("root_path", "") + "/static"  # as starlette.routing.Mount does
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    line, _ = run(mounted, http_scope("/static/nidan.css"))
+    assert '"GET /static/nidan.css HTTP/1.1" 200 ' in line

@@ -74,7 +74,7 @@ def test_the_event_types_are_exactly_the_published_ones() -> None:
         "organisation.policy_changed", "member.added", "member.changed", "member.removed", "admin.recovered",
         "recovery_link.used", "remembered_device.added", "remembered_device.replayed",
         "remembered_device.forgotten", "remembered_devices.forgotten", "default_method.changed", "preferences.changed",
-        "password.changed", "password.change_failed",
+        "password.changed", "password.change_failed", "user.deleted", "password_link.issued", "password_link.used",
     }  # fmt: skip
     assert all(len(e.value) <= 48 for e in EventType)  # the column's width
 

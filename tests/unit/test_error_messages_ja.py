@@ -54,7 +54,11 @@ def test_values_fill_the_japanese_sentence() -> None:
         "'erin' というユーザー名のユーザーは存在しません。"
     )
     problem = password_problem("short")
-    assert problem is not None and JA.text(problem) == "パスワードは8文字以上にしてください。"
+    assert problem is not None and JA.text(problem) == "パスワードは12文字以上にしてください。"
+    common = password_problem("qwerty123456")
+    assert common is not None and JA.text(common).startswith("このパスワードはよく使われているため")
+    named = password_problem("erin is here today", username="erin")
+    assert named is not None and JA.text(named) == "ユーザー名（erin）を含まないパスワードにしてください。"
     said = ja(KeyMissing("ab12cd34", secrets=2))
     assert "2件" in said and "seal-ab12cd34.key" in said
 

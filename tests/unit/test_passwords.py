@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 
+from nidan.core import passwords as passwords_module
 from nidan.core.passwords import (
+    COMMON_PASSWORDS_FILE,
     MAX_LENGTH,
     MIN_LENGTH,
     HashPassword,
     PasswordHashing,
     VerifyPassword,
+    common_passwords,
     password_problem,
     run_now,
     unmatchable_hash,
@@ -76,10 +82,10 @@ def test_verify_a_hash_made_with_other_parameters(hashing: PasswordHashing) -> N
 
 
 def test_password_problem_length_bounds() -> None:
-    assert MIN_LENGTH == 8
+    assert MIN_LENGTH == 12
     assert password_problem("") is not None
-    assert str(password_problem("a" * (MIN_LENGTH - 1))) == "Choose a password of at least 8 characters."
-    assert password_problem("a" * MIN_LENGTH) is None
+    assert str(password_problem("a" * (MIN_LENGTH - 1))) == "Choose a password of at least 12 characters."
+    assert password_problem("tram" * 3) is None  # exactly 12
     assert password_problem("a" * MAX_LENGTH) is None
     assert str(password_problem("a" * (MAX_LENGTH + 1))) == f"Choose a password of at most {MAX_LENGTH} characters."
 
@@ -87,10 +93,10 @@ def test_password_problem_length_bounds() -> None:
 @pytest.mark.parametrize(
     "password",
     [
-        pytest.param("password", id="lower-case-only"),
-        pytest.param("12345678", id="digits-only"),
+        pytest.param("lowercaseonlyhere", id="lower-case-only"),
+        pytest.param("918273645501928", id="digits-only"),
         pytest.param("correct horse battery staple", id="passphrase-with-spaces"),
-        pytest.param("二段認証の合言葉です", id="non-latin"),
+        pytest.param("二段認証の合言葉はこれです", id="non-latin"),
     ],
 )
 def test_password_problem_has_no_composition_rules(password: str) -> None:
@@ -98,9 +104,64 @@ def test_password_problem_has_no_composition_rules(password: str) -> None:
 
 
 def test_password_problem_counts_characters_not_bytes() -> None:
-    # Seven characters, but 28 bytes in UTF-8.
-    assert password_problem("😀" * 7) is not None
-    assert password_problem("二" * 8) is None
+    # Eleven characters, but 44 bytes in UTF-8.
+    assert password_problem("😀" * 11) is not None
+    assert password_problem("二" * 12) is None
+
+
+TOO_COMMON = (
+    "This password is too common: it is on the lists attackers try first. Choose another, for example a few "
+    "unrelated words."
+)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param("qwerty123456", id="the-list-as-it-is"),
+        pytest.param("Password1234", id="another-case"),
+        pytest.param("ＩＬＯＶＥＹＯＵ１２３４", id="full-width"),
+        pytest.param("1qaz2wsx3edc", id="keyboard-walk"),
+    ],
+)
+def test_a_common_password_is_refused_whatever_its_length(password: str) -> None:
+    assert str(password_problem(password)) == TOO_COMMON
+
+
+def test_the_common_passwords_ship_with_the_package() -> None:
+    """Read from the installed package (no network): 10,000 of them, each long enough to pass the length rule,
+    kept as nidan compares them (lower case), and named in pyproject's package-data so a wheel carries them."""
+    listed = common_passwords()
+    assert len(listed) == 10_000
+    assert all(len(password) >= MIN_LENGTH and password == password.casefold() for password in listed)
+    assert {"qwerty123456", "password1234", "1q2w3e4r5t6y"} <= listed
+    shipped = Path(passwords_module.__file__).with_name(COMMON_PASSWORDS_FILE)
+    assert shipped.is_file()
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert f"core/{COMMON_PASSWORDS_FILE}" in pyproject["tool"]["setuptools"]["package-data"]["nidan"]
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        pytest.param("alice.example", "alice.example", id="the-username-itself"),
+        pytest.param("Alice", "alice likes long walks", id="inside-any-case"),
+        pytest.param("alice", "my name is ＡＬＩＣＥ, ok?", id="inside-full-width"),
+        pytest.param("bob", "bob-bob-bob-bob", id="three-letters"),
+    ],
+)
+def test_a_password_containing_the_username_is_refused(username: str, password: str) -> None:
+    problem = password_problem(password, username=username)
+    assert problem is not None and str(problem) == (
+        f"Choose a password that does not contain your username ({username})."
+    )
+    assert password_problem(password) is None or password == "bob-bob-bob-bob"  # only because of the name
+
+
+def test_a_two_letter_username_inside_a_password_is_fine() -> None:
+    # Two letters turn up inside too many words: "al" in "a pleasant walk" is not the name.
+    assert password_problem("a pleasant walk in the park", username="al") is None
+    assert password_problem("a pleasant walk in the park", username="carol") is None
 
 
 def test_the_made_up_hash_for_unknown_users_is_a_real_one_that_nothing_matches() -> None:

@@ -184,7 +184,9 @@ def test_the_security_log_page_lists_my_events(client: TestClient, runtime: Runt
     assert "Account created" in page.text
     assert "Two-step verification turned on" in page.text
     assert "16 new recovery codes" in page.text
-    assert "<td>testclient</td>" in page.text  # the address, and the device (user agent) in the next column
+    assert '<td class="ip" data-label="IP address">testclient</td>' in page.text  # the test client's address
+    # The device in words; the User-Agent it sent ("testclient") only in the title.
+    assert '<span title="testclient">Unknown browser</span>' in page.text
     assert '<time datetime="2026-03-14T15:09:26+00:00">14 Mar 2026, 15:09:26 UTC</time>' in page.text
     assert page.headers["cache-control"] == "no-store"
 

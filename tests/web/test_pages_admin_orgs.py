@@ -169,7 +169,8 @@ def test_the_preview_lists_who_will_be_asked_and_apply_changes_the_policy(client
     assert 'value="0"' in input_tag(after, "tolerated") and 'value="7"' in input_tag(after, "grace")
     assert policy_of(ctx) == organisations.OrgPolicy(TwoFactorPolicy.REQUIRED_FOR_ALL, 7, frozenset({Method.TOTP}), 0)
     log = text_of(client.get("/security/events"))
-    assert "Organisation's two-step policy changed" in log and "to: required_for_all" in log
+    assert "Organisation's two-step policy changed" in log and "now: Required for everyone" in log
+    assert "grace period: 7 days" in log and "required_for_all" not in log  # in words, not stored values
 
     # The members are then reminded (grace period) at sign-in, as the preview said.
     client.cookies.clear()

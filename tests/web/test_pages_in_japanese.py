@@ -134,7 +134,7 @@ def test_the_error_page_in_japanese(in_japanese: TestClient) -> None:
     english_page = english(in_japanese, "/no-such-page")
     assert "Nothing was found at this address" in english_page.text
     assert_japanese(page, "このアドレスには何も見つかりませんでした", english_page)
-    assert "問題が発生しました" in page.text
+    assert "<h1>ページが見つかりません</h1>" in page.text
 
 
 def test_an_english_reader_still_reads_english(client: TestClient) -> None:

@@ -362,18 +362,27 @@ def test_regenerating_codes_on_the_page_after_confirming_with_a_recovery_code(
     advance(ctx, STALE)
     ask = submit(client, client.get("/security"), "/security/recovery-codes")
     assert ask.status_code == 403 and "Confirm it's you" in ask.text
-    assert hidden_next(ask) == "/security"
+    # The POST is not replayed: the confirmation returns to the page that asks for it.
+    assert hidden_next(ask) == "/security/recovery-codes"
     alice = accounts.find_user(ctx, "alice")
     assert enrollment.security_state(ctx, alice.id).recovery_codes_remaining == 16
     # The link to the recovery-code form keeps where to go back to.
-    switch = client.get("/security/reauth?method=recovery_code&next=%2Fsecurity")
+    switch = client.get("/security/reauth?method=recovery_code&next=%2Fsecurity%2Frecovery-codes")
     assert switch.status_code == 200 and 'value="recovery_code"' in switch.text
-    assert 'href="/security/reauth?method=totp&amp;next=%2Fsecurity">Authenticator app</a>' in switch.text
-    done = submit(client, switch, "/security/reauth", method="recovery_code", code=codes[5], next="/security")
-    assert done.status_code == 303 and done.headers["location"] == "/security?notice=reauthenticated"
-    security = client.get(done.headers["location"])
-    assert '<strong class="remaining">15 of 16</strong>' in security.text
-    regenerated = submit(client, security, "/security/recovery-codes")
+    assert (
+        'href="/security/reauth?method=totp&amp;next=%2Fsecurity%2Frecovery-codes">Authenticator app</a>' in switch.text
+    )
+    done = submit(
+        client, switch, "/security/reauth", method="recovery_code", code=codes[5], next="/security/recovery-codes"
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/security/recovery-codes?notice=reauthenticated"
+    confirm = client.get(done.headers["location"])
+    assert confirm.status_code == 200 and "Regenerate recovery codes?" in confirm.text
+    assert 'action="/security/recovery-codes"' in confirm.text
+    # Nothing happened yet: one code was spent confirming, the set is the old one.
+    assert enrollment.security_state(ctx, alice.id).recovery_codes_remaining == 15
+    regenerated = submit(client, confirm, "/security/recovery-codes")
     assert regenerated.status_code == 200 and "Your previous codes no longer work" in regenerated.text
 
 
@@ -385,10 +394,18 @@ def test_changing_the_app_on_the_page_asks_to_confirm(client: TestClient, runtim
     ask = submit(client, client.get("/security"), "/security/totp")
     assert ask.status_code == 403 and "Confirm it's you" in ask.text
     assert 'id="totp-key"' not in ask.text
+    assert hidden_next(ask) == "/security/totp/change"
     done = submit(client, ask, "/security/reauth", method="totp", code=code_at(secret, ctx), next=hidden_next(ask))
-    assert done.headers["location"] == "/security?notice=reauthenticated"
-    enrolment = submit(client, client.get("/security"), "/security/totp")
+    # Back where the change is asked for (a POST is never replayed), not on the security page.
+    assert done.headers["location"] == "/security/totp/change?notice=reauthenticated"
+    change = client.get(done.headers["location"])
+    assert change.status_code == 200 and "Change your authenticator app" in change.text
+    assert 'id="totp-key"' not in change.text and 'action="/security/totp"' in change.text
+    enrolment = submit(client, change, "/security/totp")
     assert enrolment.status_code == 200 and "Change your authenticator app" in enrolment.text
+    assert 'id="totp-key"' in enrolment.text
+    # The button says what it does: it replaces the app, it does not turn anything on.
+    assert ">Replace the app</button>" in enrolment.text and ">Turn on</button>" not in enrolment.text
 
 
 def test_right_after_sign_in_the_page_does_not_ask(client: TestClient, runtime: Runtime) -> None:
@@ -459,6 +476,17 @@ def test_a_password_is_refused_on_the_page_when_2fa_is_on(client: TestClient, ru
         "/login",
         "/security?x=https://evil.example",
         "",
+        "HTTPS://evil.example/security",
+        "javascript:alert(1)",
+        "/security\\..\\..\\evil.example",
+        "\\\\evil.example\\security",
+        "/security//evil.example",
+        "/%2F%2Fevil.example",
+        "/security/%2e%2e/login",
+        "/security/./tokens",
+        " /security/tokens",
+        "/security/tokens#x",
+        "/security/reauth",
     ],
 )
 def test_next_never_leaves_the_allowed_pages(client: TestClient, runtime: Runtime, target: str) -> None:

@@ -13,7 +13,7 @@ import typer
 from nidan.services import break_glass
 
 from .common import command_line_client, opened_runtime
-from .serve import base_url
+from .serve import link_base
 
 app = typer.Typer(help="Break-glass for instance administrators.", no_args_is_help=True)
 
@@ -27,8 +27,8 @@ def recover(
     and print a one-time link into setting 2FA up again. Audited as admin.recovered."""
     with opened_runtime(ctx) as runtime:
         recovery = break_glass.recover_admin(runtime.services, username=username, client=command_line_client())
-        server = runtime.settings.server
-        url = f"{base_url(runtime.settings, server.host, server.port)}recover?token={recovery.token}"
+        base, note = link_base(runtime.settings)
+        url = f"{base}recover?token={recovery.token}"
     minutes = int(break_glass.LINK_LIFETIME.total_seconds() // 60)
     plural = "session" if recovery.sessions_ended == 1 else "sessions"
     typer.echo(
@@ -37,6 +37,8 @@ def recover(
     )
     typer.echo(f"Open this link once, within {minutes} minutes, as {recovery.user.username}:")
     typer.echo(url)
+    if note is not None:
+        typer.echo(f"({note})")
     typer.echo(
         "It signs straight into setting up an authenticator app and nothing else; the account's password is not "
         "needed. Hand it over only to that administrator, in person or over a channel you trust. Running this "

@@ -51,7 +51,7 @@ def restore(
     """Restore an archive into the configured database and key directory. Refuses, changing nothing, an archive
     that lacks a part or does not match its manifest, and a database holding data unless --force. Stop nidan
     first."""
-    with opened_maintenance(ctx, create_data_dir=True) as maintenance:
+    with opened_maintenance(ctx, create_data_dir=True, needs_instance=False) as maintenance:
         report = backups.restore(maintenance.services, file, replace=force)
         where = maintenance.services.database.describe()
         keys_dir = maintenance.services.keys.location

@@ -1,5 +1,5 @@
-"""The ``nidan`` command line: ``serve``, ``user ...``, ``org ...``, ``admin recover``, ``app ...``, ``audit ...``,
-``backup``, ``restore``, ``keys ...``, ``doctor``."""
+"""The ``nidan`` command line: ``init``, ``serve``, ``user ...``, ``org ...``, ``admin recover``, ``app ...``,
+``audit ...``, ``backup``, ``restore``, ``keys ...``, ``doctor``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from . import admin, apps, audit, keys, orgs, users
 from .backup import backup, restore
 from .common import CliState
 from .doctor import doctor
+from .init import init
 from .serve import serve
 
 app = typer.Typer(
@@ -44,15 +45,27 @@ def main(
             dir_okay=False,
         ),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="The instance's data directory; by default $NIDAN_DATA_DIR, else data_dir in the settings file, "
+            "else ./nidan-data.",
+            show_default=False,
+            file_okay=False,
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Commands create the data directory and apply pending database migrations first, except doctor, backup,
-    restore and keys list, which change nothing they do not have to."""
-    ctx.obj = CliState(config=config)
+    """Every command works on the nidan instance in the data directory and its database. Only init and serve create
+    one where none is; the others refuse there. Commands apply pending database migrations first, except doctor,
+    backup, restore and keys list, which change nothing they do not have to."""
+    ctx.obj = CliState(config=config, data_dir=data_dir)
 
 
+app.command("init")(init)
 app.command("serve")(serve)
 app.add_typer(users.app, name="user")
 app.add_typer(orgs.app, name="org")

@@ -9,14 +9,19 @@ from typing import Annotated
 import typer
 
 from nidan import __version__
-from nidan.bootstrap import Runtime, build_runtime
-from nidan.config import Settings, load_settings
+from nidan.bootstrap import (
+    Runtime,
+    build_runtime,
+    instance_missing,
+    place_of,
+    record_serving_address,
+    recorded_serving_address,
+)
+from nidan.config import Settings
 from nidan.services import setup
 from nidan.services.setup import SETUP_TOKEN_LIFETIME
 
 from .common import CliState, reporting_errors, state_of
-
-#: The web face's factory, for worker processes that build their own runtime from the environment.
 
 
 def base_url(settings: Settings, host: str, port: int) -> str:
@@ -34,6 +39,24 @@ def base_url(settings: Settings, host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
+def link_base(settings: Settings) -> tuple[str, str | None]:
+    """Where a link another command prints points, and a note when that is a guess: ``server.public_url`` when set;
+    else the host and port ``nidan serve`` last listened on with this data directory (it records them at each
+    start); else the configured ``server.host`` and ``server.port``, which a server not started yet will use."""
+    if settings.server.public_url:
+        return base_url(settings, "", 0), None
+    recorded = recorded_serving_address(settings)
+    if recorded is not None:
+        return base_url(settings, *recorded), None
+    server = settings.server
+    note = (
+        f"nidan serve has not been started with the data directory {place_of(settings).data_dir} yet, so the "
+        "link uses the configured address (server.host and server.port). Set server.public_url to the address "
+        "people open, and printed links use it."
+    )
+    return base_url(settings, server.host, server.port), note
+
+
 def describe_database(runtime: Runtime) -> str:
     url = runtime.engine.url
     if url.get_backend_name() == "sqlite":
@@ -41,12 +64,14 @@ def describe_database(runtime: Runtime) -> str:
     return f"{url.get_backend_name()}, {url.render_as_string(hide_password=True)}"
 
 
-def banner(runtime: Runtime, *, host: str, port: int, workers: int, setup_token: str | None) -> str:
+def banner(
+    runtime: Runtime, *, host: str, port: int, workers: int, setup_token: str | None, created: bool = False
+) -> str:
     settings = runtime.settings
     url = base_url(settings, host, port)
     hours = int(SETUP_TOKEN_LIFETIME.total_seconds() // 3600)
     lines = [
-        f"nidan {__version__}",
+        f"nidan {__version__}" + ("  (a new instance: data directory, keys and database created)" if created else ""),
         f"  Data directory: {settings.data_dir.resolve()}",
         f"  Keys:           {settings.resolved_keys_dir.resolve()}  (back them up: without them no TOTP secret "
         "can be opened)",
@@ -94,20 +119,27 @@ def serve(
         typer.Option(min=1, max=64, help="Worker processes (default: server.workers, 1).", show_default=False),
     ] = None,
 ) -> None:
-    """Run the web server (API and pages). Creates the data directory (and keys, for a new instance) and migrates
-    the database first."""
+    """Run the web server (API and pages). Migrates the database first; where no instance is yet, creates one (the
+    data directory, keys and database, as `nidan init` does) and says so."""
     state = state_of(ctx)
     with reporting_errors():
-        settings = load_settings(state.config)
+        settings = state.settings()
+    place = place_of(settings)
+    with reporting_errors(place):
         host = host if host is not None else settings.server.host
         port = port if port is not None else settings.server.port
         if workers is not None and workers != settings.server.workers:
             # The runtime sizes its password-hashing threads by the worker count actually run.
             settings = settings.model_copy(update={"server": settings.server.model_copy(update={"workers": workers})})
         workers = settings.server.workers
+        created = instance_missing(settings)
         runtime = build_runtime(settings)
         token = setup.issue_setup_token(runtime.services) if setup.needs_setup(runtime.services) else None
-    typer.echo(banner(runtime, host=host, port=port, workers=workers, setup_token=token))
+    try:
+        record_serving_address(settings, host, port)
+    except OSError as exc:  # links printed later fall back to the configured address; serving goes on
+        typer.echo(f"warning: cannot note the address in {place.data_dir}: {exc.strerror}", err=True)
+    typer.echo(banner(runtime, host=host, port=port, workers=workers, setup_token=token, created=created))
     sys.stdout.flush()
     if workers > 1:
         runtime.engine.dispose()

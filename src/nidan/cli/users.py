@@ -1,4 +1,4 @@
-"""``nidan user ...``: add users, list them, show one, set a password."""
+"""``nidan user ...``: add users, list them, show one, set a password, disable, enable or delete one."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from nidan.core.models import InstanceRole, User
 from nidan.errors import InvalidInput
 from nidan.services import account_status, accounts, audit, enrollment, throttling, tokens, user_admin
 
-from .common import command_line_client, opened_runtime
+from .common import EXIT_REFUSED, command_line_client, opened_runtime
 
 app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 
@@ -348,6 +348,34 @@ def enable(
             reason=_checked_reason(reason),
         )
     typer.echo(f"{user.username} can sign in again.")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose account to delete.")],
+    reason: ReasonOption,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")] = False,
+) -> None:
+    """Delete an account for good: its second factors, sessions, access tokens and app passwords, remembered
+    browsers and organisation memberships go with it; the audit log keeps its events. Asks for confirmation unless
+    --yes. The last instance administrator and an organisation's last owner cannot be deleted. Audited with the
+    reason."""
+    with opened_runtime(ctx) as runtime:
+        reason = _checked_reason(reason)
+        user = accounts.find_user(runtime.services, username)
+        question = f"Delete {user.username} <{user.email}> and everything it holds? This cannot be undone."
+        if not yes and not typer.confirm(question, default=False):
+            typer.echo("Nothing was deleted.")
+            raise typer.Exit(EXIT_REFUSED)
+        result = account_status.delete(
+            runtime.services, username=username, actor=None, client=command_line_client(), reason=reason
+        )
+    typer.echo(
+        f"Deleted {result.user.username}: {result.sessions_ended} session(s) ended, {result.tokens_revoked} token(s) "
+        f"revoked, {result.devices_forgotten} remembered browser(s) forgotten, {result.memberships_removed} "
+        "membership(s) removed. The audit log keeps its events."
+    )
 
 
 @app.command("passwd")

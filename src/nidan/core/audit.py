@@ -46,6 +46,7 @@ class EventType(StrEnum):
     USER_CREATED = "user.created"
     USER_DISABLED = "user.disabled"
     USER_ENABLED = "user.enabled"
+    USER_DELETED = "user.deleted"
     USER_PASSWORD_SET = "user.password_set"  # noqa: S105 - an event name, not a password
     SETUP_COMPLETED = "setup.completed"
     TOKEN_CREATED = "token.created"  # noqa: S105 - an event name, not a token
@@ -67,6 +68,8 @@ class EventType(StrEnum):
     MEMBER_REMOVED = "member.removed"
     ADMIN_RECOVERED = "admin.recovered"
     RECOVERY_LINK_USED = "recovery_link.used"
+    PASSWORD_LINK_ISSUED = "password_link.issued"  # noqa: S105 - an event name, not a password
+    PASSWORD_LINK_USED = "password_link.used"  # noqa: S105
     DEFAULT_METHOD_CHANGED = "default_method.changed"
     PREFERENCES_CHANGED = "preferences.changed"
     PASSWORD_CHANGED = "password.changed"  # noqa: S105 - an event name, not a password

@@ -61,6 +61,26 @@ class NewUser:
     created_at: datetime
 
 
+class LinkPurpose(StrEnum):
+    """What a one-time link (``nidan.core.ports.RecoveryLinkRepository``) is for; each kind hashes its tokens apart."""
+
+    #: ``nidan admin recover``: an instance administrator sets up 2FA again.
+    RECOVERY = "recovery"
+    #: An administrator made the account (or asked for a new password): its owner sets the password.
+    PASSWORD = "password"  # noqa: S105 (a purpose, not a password)
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimeLink:
+    """A stored one-time link, as its owner's page needs to say why it no longer works."""
+
+    user_id: int
+    purpose: LinkPurpose
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class TotpCredential:
     id: int

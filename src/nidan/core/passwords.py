@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import time
+import unicodedata
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
+from importlib import resources
 from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
@@ -21,7 +23,14 @@ from nidan.texts import Text, _
 
 T = TypeVar("T")
 
-MIN_LENGTH = 8
+#: The shortest password nidan lets anyone choose (NIST SP 800-63B asks for at least 8; 12 resists guessing far
+#: longer). Passwords set before the minimum rose keep working: only a new password is held to it.
+MIN_LENGTH = 12
+#: A username this long or longer may not appear anywhere in the password; a shorter one only not as all of it
+#: (two letters, say, turn up inside too many words to refuse them all).
+USERNAME_INSIDE_MIN_LENGTH = 3
+#: The common passwords nidan refuses, shipped in the package (see the file's header for where they come from).
+COMMON_PASSWORDS_FILE = "common_passwords.txt"
 #: argon2-cffi's default salt length, which the hashes it makes carry.
 SALT_BYTES = 16
 MAX_LENGTH = 1024
@@ -154,8 +163,25 @@ def unmatchable_hash(params: HashParameters) -> str:
     )
 
 
-def password_problem(password: str) -> Text | None:
-    """Why ``password`` cannot be used, or ``None`` (NIST SP 800-63B: length, no composition rules)."""
+@cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords, lower-cased; read from the package once, on the first check (no network,
+    nothing outside the installed package)."""
+    text = resources.files("nidan.core").joinpath(COMMON_PASSWORDS_FILE).read_text(encoding="utf-8")
+    _header, _blank, listed = text.partition("\n\n")
+    return frozenset(line for line in listed.splitlines() if line)
+
+
+def _folded(text: str) -> str:
+    """How passwords and usernames are compared: the same letters however they were typed (width, case)."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def password_problem(password: str, *, username: str | None = None) -> Text | None:
+    """Why ``password`` cannot be chosen as a new password, or ``None``: NIST SP 800-63B's rules, no composition
+    rules. At least ``MIN_LENGTH`` characters, at most ``MAX_LENGTH``; not one of the common passwords attackers try
+    first; not the ``username`` (nor containing it, for a username of ``USERNAME_INSIDE_MIN_LENGTH`` characters or
+    more). The one check for every password someone sets; signing in never applies it."""
     if len(password) < MIN_LENGTH:
         return _("Choose a password of at least %(min)d characters.", min=MIN_LENGTH)
     if len(password) > MAX_LENGTH:
@@ -164,4 +190,13 @@ def password_problem(password: str) -> Text | None:
         password.encode("utf-8")
     except UnicodeEncodeError:
         return _("The password contains characters that cannot be stored (unpaired surrogates). Choose another.")
+    folded = _folded(password)
+    name = _folded(username) if username else ""
+    if name and (folded == name or (len(name) >= USERNAME_INSIDE_MIN_LENGTH and name in folded)):
+        return _("Choose a password that does not contain your username (%(username)s).", username=username)
+    if folded in common_passwords():
+        return _(
+            "This password is too common: it is on the lists attackers try first. Choose another, for example a few "
+            "unrelated words."
+        )
     return None

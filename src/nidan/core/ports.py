@@ -14,8 +14,10 @@ from nidan.core.devices import PresentedToken, RememberedDeviceRecord
 from nidan.core.models import (
     ClockObservation,
     InstanceRole,
+    LinkPurpose,
     MfaChallenge,
     NewUser,
+    OneTimeLink,
     OrgRole,
     RecoveryCodeSet,
     SessionRecord,
@@ -69,6 +71,13 @@ class UserRepository(Protocol):
         ...
 
     def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
+
+    def delete(self, user_id: int) -> bool:
+        """Delete the account and, with it, every row that refers to it (its authenticator, recovery codes,
+        sessions, tokens, remembered browsers, memberships, links). The audit log keeps its events: they name the
+        user by id and username, without a foreign key."""
+        ...
+
     def set_default_method(self, user_id: int, method: str | None) -> None: ...
     def set_preferences(self, user_id: int, locale: str | None, time_zone: str | None) -> None: ...
     def record_sign_in(self, user_id: int, at: datetime) -> None: ...
@@ -134,15 +143,29 @@ class OrganisationRepository(Protocol):
 
 
 class RecoveryLinkRepository(Protocol):
-    def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
-        """A new link; the user's earlier unused links stop working."""
+    """One-time links for a user, each of a ``purpose``: break-glass recovery and setting a password."""
+
+    def add(
+        self,
+        user_id: int,
+        token_hash: bytes,
+        at: datetime,
+        expires_at: datetime,
+        *,
+        purpose: LinkPurpose = LinkPurpose.RECOVERY,
+    ) -> None:
+        """A new link; the user's earlier unused links of the same purpose stop working (they expire now)."""
         ...
 
-    def consume(self, token_hash: bytes, now: datetime) -> int | None:
+    def consume(self, token_hash: bytes, now: datetime, *, purpose: LinkPurpose = LinkPurpose.RECOVERY) -> int | None:
         """Spend a live link, atomically; the user id it was for, or ``None``."""
         ...
 
-    def is_valid(self, token_hash: bytes, now: datetime) -> bool: ...
+    def is_valid(self, token_hash: bytes, now: datetime, *, purpose: LinkPurpose = LinkPurpose.RECOVERY) -> bool: ...
+
+    def find(self, token_hash: bytes, *, purpose: LinkPurpose) -> OneTimeLink | None:
+        """The link, live or not (to tell a used one from an expired one); ``None`` when there is none."""
+        ...
 
 
 class TotpRepository(Protocol):

@@ -1,7 +1,9 @@
-"""A browser's User-Agent in words people recognise ("Chrome on Windows"), for lists of remembered browsers.
+"""A User-Agent in words people recognise ("Chrome on Windows"), for lists of remembered browsers, sessions and the
+security log.
 
-Only the common browsers and systems are named; anything else is "Unknown browser". The words only help people
-tell their devices apart: a User-Agent is whatever the client sends, so nothing is ever decided on it.
+Only the common browsers and systems are named; anything else is "Unknown browser". ``device`` also names what is
+not a browser: nidan's own command line, and a program by the product name it sends ("curl", "git"). The words only
+help people tell their devices apart: a User-Agent is whatever the client sends, so nothing is ever decided on it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ _SYSTEMS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 #: Enough of the string to find the names in; a longer one is cut (it came from the client).
 _LONGEST = 512
+#: nidan's command line (``nidan 1.2.0 command line, run by root``): the operator's account, when it says.
+_NIDAN_CLI = re.compile(r"nidan\b[^,]*\bcommand line(?:, run by (?P<account>[\w.@-]{1,64}))?")
+#: A program's product token (``curl/8.5.0``, ``git/2.43.0``, ``python-httpx/0.28``): its name, not its version.
+_PROGRAM = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9._-]{0,31})/[0-9A-Za-z]")
 
 
 def _first(candidates: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str | None:
@@ -51,3 +57,20 @@ def label(user_agent: str | None) -> Text:
     if browser is None:
         return _("Unknown browser") if system is None else _("Unknown browser on %(system)s", system=system)
     return Text(browser) if system is None else _("%(browser)s on %(system)s", browser=browser, system=system)
+
+
+def device(user_agent: str | None) -> Text:
+    """What sent a request, in words: a browser as ``label`` says it, ``nidan command line (run by root)``, or
+    ``Program: curl``."""
+    text = (user_agent or "")[:_LONGEST]
+    if cli := _NIDAN_CLI.match(text):
+        account = cli.group("account")
+        return (
+            _("nidan command line")
+            if account is None
+            else _("nidan command line (run by %(account)s)", account=account)
+        )
+    program = _PROGRAM.match(text)
+    if program is not None and program.group("name") != "Mozilla" and _first(_BROWSERS, text) is None:
+        return _("Program: %(name)s", name=program.group("name"))
+    return label(user_agent)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, insert, or_, select, update
 
-from nidan.core.models import MfaChallenge, SessionRecord
+from nidan.core.models import LinkPurpose, MfaChallenge, OneTimeLink, SessionRecord
 from nidan.db import tables as t
 from nidan.db.prepared import Prepared
 from nidan.db.repositories import Repository
@@ -211,26 +211,51 @@ class SqlSetupTokenRepository(Repository):
 
 
 class SqlRecoveryLinkRepository(Repository):
-    def add(self, user_id: int, token_hash: bytes, at: datetime, expires_at: datetime) -> None:
+    def add(
+        self,
+        user_id: int,
+        token_hash: bytes,
+        at: datetime,
+        expires_at: datetime,
+        *,
+        purpose: LinkPurpose = LinkPurpose.RECOVERY,
+    ) -> None:
         c = t.recovery_links.c
-        self._c.execute(update(t.recovery_links).where(c.user_id == user_id, c.used_at.is_(None)).values(used_at=at))
+        # The earlier ones expire now (rather than count as used: nobody used them, and their holder is told so).
+        self._c.execute(
+            update(t.recovery_links)
+            .where(c.user_id == user_id, c.purpose == purpose.value, c.used_at.is_(None), c.expires_at > at)
+            .values(expires_at=at)
+        )
         self._c.execute(
             insert(t.recovery_links).values(
-                user_id=user_id, token_hash=token_hash, created_at=at, expires_at=expires_at
+                user_id=user_id, token_hash=token_hash, created_at=at, expires_at=expires_at, purpose=purpose.value
             )
         )
 
-    def consume(self, token_hash: bytes, now: datetime) -> int | None:
+    def consume(self, token_hash: bytes, now: datetime, *, purpose: LinkPurpose = LinkPurpose.RECOVERY) -> int | None:
         c = t.recovery_links.c
         row = self._c.execute(
             update(t.recovery_links)
-            .where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
+            .where(c.token_hash == token_hash, c.purpose == purpose.value, c.used_at.is_(None), c.expires_at > now)
             .values(used_at=now)
             .returning(c.user_id)
         ).first()
         return int(row.user_id) if row else None
 
-    def is_valid(self, token_hash: bytes, now: datetime) -> bool:
+    def is_valid(self, token_hash: bytes, now: datetime, *, purpose: LinkPurpose = LinkPurpose.RECOVERY) -> bool:
         c = t.recovery_links.c
-        query = select(c.id).where(c.token_hash == token_hash, c.used_at.is_(None), c.expires_at > now)
+        query = select(c.id).where(
+            c.token_hash == token_hash, c.purpose == purpose.value, c.used_at.is_(None), c.expires_at > now
+        )
         return self._c.execute(query).first() is not None
+
+    def find(self, token_hash: bytes, *, purpose: LinkPurpose) -> OneTimeLink | None:
+        c = t.recovery_links.c
+        query = select(c.user_id, c.created_at, c.expires_at, c.used_at).where(
+            c.token_hash == token_hash, c.purpose == purpose.value
+        )
+        row = self._c.execute(query).first()
+        if row is None:
+            return None
+        return OneTimeLink(row.user_id, purpose, row.created_at, row.expires_at, row.used_at)

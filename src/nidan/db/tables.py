@@ -101,6 +101,9 @@ users = Table(
     #: An administrator disabled the account (no sign-in, no token, no verify), and why; NULL: enabled.
     Column("disabled_at", UtcDateTime, nullable=True),
     Column("disabled_reason", String(200), nullable=True),
+    # Ids are never handed out twice (SQLite reuses a deleted highest one otherwise): the audit log, the backoff
+    # counters and the security log's pages name users by id, and they outlive a deleted account.
+    sqlite_autoincrement=True,
 )
 
 memberships = Table(
@@ -313,7 +316,9 @@ applications = Table(
     Column("last_used_at", UtcDateTime, nullable=True),
 )
 
-#: One-time links that sign a user into 2FA setup, printed by ``nidan admin recover`` (local access is the proof).
+#: One-time links for one user, by ``purpose`` (``nidan.core.models.LinkPurpose``): ``recovery``, printed by
+#: ``nidan admin recover`` (local access is the proof), signs an administrator into 2FA setup; ``password``, made
+#: by an administrator who created the account, lets its owner set their password.
 recovery_links = Table(
     "recovery_links",
     metadata,
@@ -323,6 +328,7 @@ recovery_links = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
+    Column("purpose", String(16), nullable=False, server_default=text("'recovery'")),
 )
 
 #: Browsers a user asked not to be asked the second step again on, until ``expires_at`` (fixed when remembered).

@@ -1,4 +1,4 @@
-"""Administrators disabling an account and enabling it again.
+"""Administrators disabling an account, enabling it again, and deleting it.
 
 A disabled account is shut, not removed: it cannot sign in (after a correct password it is told ``account_disabled``;
 a wrong one stays ``invalid_credentials``, so the flag tells nothing to someone without the password), and
@@ -7,8 +7,14 @@ passwords are revoked and its remembered browsers are forgotten. While it is dis
 the Basic gate and the verify API refuse it as well (``signin``, ``gate``, ``verify``), so nothing made or missed
 meanwhile works either. Enabling it again gives back the sign-in only: tokens stay revoked, browsers forgotten.
 
+Deleting removes the account and everything it held (its second factors, sessions, access tokens and app
+passwords, remembered browsers, memberships, links: the database's ON DELETE CASCADE), in one transaction. The
+audit log keeps every event about it, by id and username, and its chain is not touched: ``user.deleted`` is
+appended before the row goes. Ids are never handed out again, so nobody new inherits the old account's log.
+
 Who may: the rule for managing a user (``authority.require_user_manager``), never on one's own account, and never
-the last instance administrator who is not disabled (``last_administrator``). Both are audited with the reason.
+the last instance administrator who is not disabled (``last_administrator``), nor an organisation's last owner
+(``last_owner``). All three are audited with the reason.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nidan.core.audit import Detail, EventType
-from nidan.core.models import ClientInfo, InstanceRole, User
+from nidan.core.models import ClientInfo, InstanceRole, OrgRole, User
 from nidan.core.ports import UnitOfWork
-from nidan.errors import InvalidInput, LastAdministrator, NotPermitted, UserNotFound
-from nidan.services import accounts, audit, authority, devices
+from nidan.errors import InvalidInput, LastAdministrator, LastOwner, NotPermitted, UserNotFound
+from nidan.services import accounts, audit, authority, devices, throttling
 from nidan.services.context import ServiceContext
 from nidan.texts import _
 
@@ -103,3 +109,72 @@ def enable(ctx: ServiceContext, *, username: str, actor: User | None, client: Cl
         audit.record(ctx, uow, EventType.USER_ENABLED, client=client, actor=actor, subject=user, details=details)
         uow.commit()
     return user
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    #: The account as it was just before it was deleted.
+    user: User
+    sessions_ended: int
+    tokens_revoked: int
+    devices_forgotten: int
+    memberships_removed: int
+
+
+def _keep_owners(uow: UnitOfWork, user: User) -> int:
+    """Refuse to leave an organisation without an owner (``last_owner``, as removing the member would); the
+    organisations are locked, so two owners deleted at once cannot both pass. Returns the user's memberships."""
+    memberships = uow.organisations.memberships_of(user.id)
+    for membership in memberships:
+        if membership.role is not OrgRole.OWNER:
+            continue
+        uow.organisations.lock(membership.organisation.id)
+        owners = [m for m in uow.organisations.members(membership.organisation.id) if m.role is OrgRole.OWNER]
+        if all(m.user.id == user.id for m in owners):
+            raise LastOwner(
+                _(
+                    "The account %(user)s is the last owner of the organisation %(organisation)s: make someone else an "
+                    "owner there first, so nobody is locked out of its settings.",
+                    user=user.username,
+                    organisation=membership.organisation.name,
+                )
+            )
+    return len(memberships)
+
+
+def delete(
+    ctx: ServiceContext, *, username: str, actor: User | None, client: ClientInfo, reason: str | None
+) -> Deleted:
+    """Delete the account and everything it holds, in one transaction; audited as ``user.deleted`` with the
+    reason and what stopped working (the log keeps the events about the account)."""
+    reason = _reason(reason)
+    found = _find_for(ctx, actor, username)
+    with ctx.uow() as uow:
+        user = _locked(uow, actor, found)
+        if (
+            user.role is InstanceRole.ADMIN
+            and not user.disabled
+            and uow.users.lock_enabled_with_role(InstanceRole.ADMIN) <= 1
+        ):
+            raise LastAdministrator()
+        memberships = _keep_owners(uow, user)
+        now = ctx.clock.now()
+        # Counted for the log and the answer; the rows themselves go with the account.
+        ended = uow.sessions.revoke_all_for_user(user.id, now)
+        revoked = uow.access_tokens.revoke_all(user.id, now)
+        forgotten = devices.forget_all(ctx, uow, user.id)
+        # A new account of the same name starts with no failures counted against it.
+        throttling.reset_all(ctx, uow, user)
+        details: dict[str, Detail] = {
+            "reason": reason,
+            "role": user.role.value,
+            "sessions_ended": ended,
+            "tokens_revoked": revoked,
+            "memberships_removed": memberships,
+            **devices.forgotten_details(forgotten),
+        }
+        audit.record(ctx, uow, EventType.USER_DELETED, client=client, actor=actor, subject=user, details=details)
+        if not uow.users.delete(user.id):
+            raise UserNotFound()
+        uow.commit()
+    return Deleted(user, ended, revoked, forgotten, memberships)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from nidan.core.audit import Detail, EventType
@@ -17,7 +17,9 @@ from nidan.services import audit, devices
 from nidan.services.context import ServiceContext
 from nidan.texts import LOCALES, _
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
+#: What an email address must look like (a local part, "@", a domain with a dot): the API's document states it.
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$"
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def _checked_username(username: str) -> tuple[str, str]:
@@ -35,8 +37,11 @@ def _checked_email(email: str) -> str:
     return email
 
 
-def _checked_password(password: str) -> str:
-    problem = password_problem(password)
+def checked_password(password: str, *, username: str) -> str:
+    """``password`` if its owner ``username`` may choose it; ``WeakPassword`` (``weak_password``) saying why not.
+    Every password someone sets passes here first: a new account, the first administrator, a password an
+    administrator sets, one chosen through a set-password link, one's own change."""
+    problem = password_problem(password, username=normalised_username(username))
     if problem is not None:
         raise WeakPassword(problem)
     return password
@@ -52,21 +57,27 @@ def prepare_user(
         username_key=key,
         email=_checked_email(email),
         role=role,
-        password_hash=ctx.passwords.hash(_checked_password(password)),
+        password_hash=ctx.passwords.hash(checked_password(password, username=display)),
         created_at=ctx.clock.now(),
     )
 
 
 def add_prepared_user(
-    ctx: ServiceContext, uow: UnitOfWork, new_user: NewUser, *, actor: User | None, client: ClientInfo | None
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    new_user: NewUser,
+    *,
+    actor: User | None,
+    client: ClientInfo | None,
+    details: Mapping[str, Detail] | None = None,
 ) -> User:
-    """Store the user and make them a member of the default organisation (owner, for administrators); audited."""
+    """Store the user and make them a member of the default organisation (owner, for administrators); audited as
+    ``user.created`` with the role (and ``details``)."""
     user = uow.users.add(new_user)
     org_role = OrgRole.OWNER if new_user.role is InstanceRole.ADMIN else OrgRole.MEMBER
     uow.organisations.add_member(uow.organisations.default_id(), user.id, org_role, new_user.created_at)
-    audit.record(
-        ctx, uow, EventType.USER_CREATED, client=client, actor=actor, subject=user, details={"role": user.role.value}
-    )
+    said: dict[str, Detail] = {"role": user.role.value, **(details or {})}
+    audit.record(ctx, uow, EventType.USER_CREATED, client=client, actor=actor, subject=user, details=said)
     return user
 
 
@@ -112,7 +123,7 @@ def set_password(
 ) -> int:
     """Set a new password, end every session of the user and forget their remembered browsers; returns how many
     sessions ended. Audited, with ``actor`` the administrator who did it (``None``: the command line)."""
-    password_hash = ctx.passwords.hash(_checked_password(password))
+    password_hash = ctx.passwords.hash(checked_password(password, username=username))
     key = username_key(username)
     with ctx.uow() as uow:
         user = uow.users.get_by_username_key(key) if key else None

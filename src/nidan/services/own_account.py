@@ -12,9 +12,8 @@ from datetime import datetime
 from nidan.core import user_agents
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo
-from nidan.core.passwords import password_problem
 from nidan.errors import InvalidCredentials, SessionNotFound, WeakPassword
-from nidan.services import audit, devices, signin, throttling
+from nidan.services import accounts, audit, devices, signin, throttling
 from nidan.services.context import ServiceContext
 from nidan.texts import Text, _
 
@@ -39,7 +38,7 @@ def sessions_of(ctx: ServiceContext, session: signin.CurrentSession) -> list[Ses
     return [
         SessionView(
             id=record.id,
-            device=user_agents.label(record.user_agent),
+            device=user_agents.device(record.user_agent),
             ip=record.client_ip,
             signed_in_at=record.created_at,
             last_seen_at=record.last_seen_at,
@@ -85,9 +84,7 @@ def change_password(
     under the backoff of their second step (a session left open is no free guessing of it); both argon2ids run
     with no transaction open. Every other session ends and every remembered browser is forgotten; audited."""
     user = session.user
-    problem = password_problem(new)
-    if problem is not None:
-        raise WeakPassword(problem)
+    accounts.checked_password(new, username=user.username)
     if new == current:
         raise WeakPassword(_("Choose a new password that is not your current one."))
     with ctx.uow() as uow:

@@ -57,8 +57,13 @@ class LineWriter:
 
 
 def request_line(scope: Scope) -> str:
-    """``POST /api/v1/verify HTTP/1.1``, the query string cut to ``?[redacted]``."""
-    path = scope.get("root_path", "") + scope["path"]
+    """``POST /api/v1/verify HTTP/1.1``, the query string cut to ``?[redacted]``.
+
+    ``path`` is the whole path the client asked for (uvicorn puts a ``--root-path`` in it as well). It is read
+    before the application runs: Starlette's ``Mount`` (``/static``) rewrites the scope in place, setting
+    ``root_path`` to ``/static`` while ``path`` keeps it too, so ``root_path + path`` afterwards would log
+    ``/static/static/nidan.css``."""
+    path = scope["path"]
     if scope.get("query_string"):
         path += "?[redacted]"
     return f"{scope['method']} {_printable(path)} HTTP/{scope.get('http_version', '1.1')}"
@@ -81,6 +86,7 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        line = request_line(scope)  # before the application rewrites the scope (see request_line)
         started = time.perf_counter()
         status = "-"
         correlation_id = "-"
@@ -100,4 +106,4 @@ class AccessLog:
             client = scope.get("client")
             peer = f"{client[0]}:{client[1]}" if client else "-"
             took = (time.perf_counter() - started) * 1000
-            self.writer.add(f'INFO:     {peer} - "{request_line(scope)}" {status} {took:.1f}ms id={correlation_id}\n')
+            self.writer.add(f'INFO:     {peer} - "{line}" {status} {took:.1f}ms id={correlation_id}\n')

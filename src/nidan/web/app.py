@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -15,7 +16,7 @@ from nidan import __version__
 from nidan.bootstrap import Runtime, build_runtime, serving_services
 from nidan.config import Settings, load_settings
 from nidan.web import forward_auth, pages
-from nidan.web.api.v1 import admin, apps, auth, devices, events, me, organisations, tokens, verify
+from nidan.web.api.v1 import admin, admin_accounts, apps, auth, devices, events, me, organisations, tokens, verify
 from nidan.web.client_address import parse_networks
 from nidan.web.correlation import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from nidan.web.openapi import with_security
@@ -31,6 +32,8 @@ Every error answer has the body `{"error": {"code", "message", "correlation_id",
 
 
 STATIC_DIR = Path(__file__).parent / "static"
+#: nidan's mark (二, two steps), linked from every page.
+FAVICON = "/static/favicon.svg"
 
 
 class NidanApp(FastAPI):
@@ -94,11 +97,17 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(tokens.router)
     app.include_router(devices.router)
     app.include_router(admin.router)
+    app.include_router(admin_accounts.router)
     app.include_router(organisations.router)
     app.include_router(apps.router)
     app.include_router(pages.router)
     # The pages' own CSS and JavaScript, shipped in the package: nothing is fetched from elsewhere (air-gapped).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # Browsers ask for /favicon.ico on their own (bookmarks, tabs without a page's <link rel="icon">).
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> RedirectResponse:
+        return RedirectResponse(FAVICON, status_code=301)
 
     # async: answered on the event loop. A plain ``def`` would send every probe to the thread pool, which starts a
     # thread per concurrent probe (each with its stack and state) for a constant.

@@ -33,6 +33,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "web/pages/stepup.py",
         "web/pages/setup.py",
         "web/pages/recover.py",
+        "web/pages/password_link.py",
         "web/templates/base.html",
         "web/templates/_support.html",
         "web/templates/_options.html",

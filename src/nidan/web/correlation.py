@@ -7,11 +7,9 @@ import os
 import re
 from contextvars import ContextVar
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nidan.errors import NidanError
-from nidan.web.i18n import catalog_for
 
 log = logging.getLogger("nidan.web")
 
@@ -73,11 +71,12 @@ class CorrelationIdMiddleware:
             log.exception("unexpected error (correlation id %s)", correlation_id)
             if started:
                 raise
-            from nidan.web.problems import problem_response
+            from nidan.web.problems import answer_outside_handlers
 
-            said = catalog_for(Request(scope)).text(*NidanError().texts)
-            response = problem_response(500, "internal_error", said)
-            await response(scope, receive, send_with_id)
+            # JSON for programs, the error page (no trace, the id shown) for people: problems decides.
+            await answer_outside_handlers(
+                scope, receive, send_with_id, 500, NidanError.code, NidanError.default_message
+            )
         finally:
             if token is not None:
                 _current.reset(token)
@@ -147,7 +146,6 @@ class BodyTooLarge(Exception):
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
-    from nidan.web.problems import TOO_LARGE, problem_response
+    from nidan.web.problems import TOO_LARGE, answer_outside_handlers
 
-    response = problem_response(413, "payload_too_large", catalog_for(Request(scope)).text(TOO_LARGE))
-    await response(scope, receive, send)
+    await answer_outside_handlers(scope, receive, send, 413, "payload_too_large", TOO_LARGE)

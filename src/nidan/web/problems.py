@@ -1,4 +1,6 @@
-"""Errors to HTTP: one table from error class to status, and the one JSON error body every API error uses."""
+"""Errors to HTTP: one table from error class to status, the one JSON error body every API error uses, and the one
+decision (``_wants_json``) between that body and the error page a browser reads on a page address, for the errors
+FastAPI's handlers see and for those a middleware answers itself (a body too large, a crash)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from nidan import errors
 from nidan.texts import Text, _, ngettext
@@ -187,8 +190,41 @@ def _describe_validation(exc: RequestValidationError) -> tuple[Text, list[dict[s
     return _("Some fields are missing or not valid (%(summary)s).", summary=summary), fields
 
 
+def _page_validation(exc: RequestValidationError) -> tuple[int, str, Text]:
+    """A page request's validation error as a person reads it. A path part that cannot name anything
+    (``/security/tokens/abc/revoke``) is an address with nothing at it: 404, the page of any unknown address. A
+    query value or form field is 422, naming the field as the reader sees it (no pydantic ``query.`` or ``body.``)
+    and what is wrong with it in the words of nidan's catalogs."""
+    problems = exc.errors()
+    places = {str(problem.get("loc", ("",))[0]) for problem in problems}
+    if "path" in places:
+        return 404, *_HTTP_CODES[404]
+    summary: Text | None = None
+    for problem in problems[:3]:
+        location = problem.get("loc", ())
+        field = ".".join(str(part) for part in location[1:]) or ".".join(str(part) for part in location)
+        wrong = _("%(field)s: %(problem)s", field=field, problem=_field_problem(problem))
+        summary = wrong if summary is None else _("%(earlier)s; %(later)s", earlier=summary, later=wrong)
+    if summary is None:
+        return 422, "invalid_request", errors.InvalidInput.default_message
+    if "body" in places:
+        said = _(
+            "Some fields of the form are missing or not valid (%(summary)s). Check them and send the form again.",
+            summary=summary,
+        )
+    else:
+        said = _(
+            "Part of this page's address is not valid (%(summary)s). Open the page again from its link or the menu.",
+            summary=summary,
+        )
+    return 422, "invalid_request", said
+
+
 class ErrorPageRenderer(Protocol):
-    def __call__(self, request: Request, status: int, code: str, message: str) -> Response: ...
+    """The error page: ``message`` is rendered in the page's language (the signed-in person's choice, when the
+    renderer learns who they are)."""
+
+    def __call__(self, request: Request, status: int, code: str, message: tuple[Text, ...]) -> Response: ...
 
 
 #: Paths answered for programs: their errors are the JSON error body, never a page (probes read ``/healthz``).
@@ -196,7 +232,11 @@ _JSON_PATHS = ("/api/", "/openapi", "/auth/", "/healthz")
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(_JSON_PATHS) or request.app.state.error_page is None
+    """The one decision between the JSON error body (programs) and the error page (people): by path, so a program
+    always gets JSON and a browser on any page address, known or not, a page. An app without pages, or a request
+    that never reached one (the verify API's front door), answers JSON."""
+    state = getattr(request.scope.get("app"), "state", None)
+    return request.url.path.startswith(_JSON_PATHS) or getattr(state, "error_page", None) is None
 
 
 def allowed_methods(request: Request) -> str:
@@ -225,16 +265,28 @@ async def _respond(
     **extra: object,
 ) -> Response:
     """The answer to a failed request in the reader's language: JSON for programs, the error page for people."""
-    language = catalog_for(request)
     texts = message.texts if isinstance(message, errors.NidanError) else (message,)
-    said = language.text(*texts)
     if _wants_json(request):
-        return problem_response(status, code, said, headers, **extra)
+        return problem_response(status, code, catalog_for(request).text(*texts), headers, **extra)
     renderer: ErrorPageRenderer = request.app.state.error_page
     # The page may look up who is signed in (a database read): keep it off the event loop.
-    response = await run_in_threadpool(renderer, request, status, code, said)
+    response = await run_in_threadpool(renderer, request, status, code, texts)
     response.headers.update(headers or {})
     return response
+
+
+async def answer_outside_handlers(
+    scope: Scope, receive: Receive, send: Send, status: int, code: str, message: Text
+) -> None:
+    """An error a middleware answers itself, outside FastAPI's handlers (a body declared too large, a crash): JSON
+    or the error page by the same decision as every other error. Should the page fail too, the JSON body says it."""
+    request = Request(scope, receive)
+    try:
+        response = await _respond(request, status, code, message)
+    except Exception:
+        log.exception("error answer failed; answering with the JSON error body")
+        response = problem_response(status, code, catalog_for(request).text(message))
+    await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = None) -> None:
@@ -251,6 +303,8 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPageRenderer | None = 
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if not _wants_json(request):
+            return await _respond(request, *_page_validation(exc))
         message, fields = _describe_validation(exc)
         return await _respond(request, 422, "invalid_request", message, fields=fields)
 

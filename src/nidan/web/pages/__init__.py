@@ -11,12 +11,14 @@ from fastapi import APIRouter
 from nidan.web.pages import (
     account,
     admin,
+    admin_accounts,
     admin_orgs,
     admin_users,
     apps,
     auth,
     events,
     language,
+    password_link,
     recover,
     security,
     setup,
@@ -31,10 +33,13 @@ router.include_router(security.router)
 router.include_router(events.router)
 router.include_router(setup.router)
 router.include_router(recover.router)
+router.include_router(password_link.router)
 router.include_router(stepup.router)
 router.include_router(tokens.router)
 router.include_router(apps.router)
 router.include_router(admin.router)
+# Before admin_users: its /admin/users/{username}/{action} would take these pages' addresses.
+router.include_router(admin_accounts.router)
 router.include_router(admin_users.router)
 router.include_router(admin_orgs.router)
 router.include_router(language.router)

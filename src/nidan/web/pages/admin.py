@@ -5,7 +5,8 @@ applications page) and the owners, admins and user_admins of an organisation (th
 organisations). Everyone else gets the 403 page. Looking is not sensitive; every action in the console asks for a
 recent verification ("Confirm it's you") and a reason, and the services decide, user by user, who may act on whom.
 
-The pages about one user are in ``admin_users``, those about one organisation in ``admin_orgs``.
+The pages about one user are in ``admin_users`` (creating and deleting accounts in ``admin_accounts``), those
+about one organisation in ``admin_orgs``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from nidan.core.models import OrgRole, User
+from nidan.core.models import InstanceRole, OrgRole, User
 from nidan.core.organisations import Organisation
 from nidan.core.policy import TwoFactorPolicy
 from nidan.core.usernames import username_key
@@ -82,6 +83,22 @@ def console_gate(ctx: ServiceContext, session: signin.CurrentSession) -> list[Or
 
 
 @dataclass(frozen=True, slots=True)
+class NewUser:
+    """What was typed into "Add a user", shown again after a mistake."""
+
+    username: str = ""
+    email: str = ""
+    role: InstanceRole = InstanceRole.MEMBER
+
+
+#: How the pages name each instance role (the stored values stay as they are).
+INSTANCE_ROLE_LABELS: dict[InstanceRole, Text] = {
+    InstanceRole.MEMBER: _("Member"),
+    InstanceRole.ADMIN: _("Instance administrator"),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class NewOrganisation:
     """What was typed into "New organisation", shown again after a mistake."""
 
@@ -94,7 +111,7 @@ def matches(row: user_admin.ManagedUser, query: str) -> bool:
     return wanted in row.user.username.casefold() or wanted in row.user.email.casefold()
 
 
-def _console_page(
+def console_page(
     request: Request,
     ctx: ServiceContext,
     session: signin.CurrentSession,
@@ -104,7 +121,10 @@ def _console_page(
     status: int = 200,
     entered: NewOrganisation | None = None,
     failure: SupportDetails | None = None,
+    new_user: NewUser | None = None,
+    user_failure: SupportDetails | None = None,
 ) -> Response:
+    """The console's home; after a mistake in one of its forms, that form with what was typed and the problem."""
     actor = session.user
     everyone = user_admin.managed_user_states(ctx, actor=actor)
     query = query.strip()
@@ -122,6 +142,9 @@ def _console_page(
         organisations=managed,
         entered=entered or NewOrganisation(),
         problem=failure,
+        new_user=new_user or NewUser(),
+        user_problem=user_failure,
+        instance_roles=INSTANCE_ROLE_LABELS,
         user_path=user_path,
         org_path=org_path,
         policy_labels=POLICY_LABELS,
@@ -136,7 +159,7 @@ def console(
     q: Annotated[str, Query(max_length=128)] = "",
 ) -> Response:
     managed = console_gate(ctx, session)
-    return _console_page(request, ctx, session, managed, query=q)
+    return console_page(request, ctx, session, managed, query=q)
 
 
 @router.post(f"{PAGE}/orgs")
@@ -153,5 +176,5 @@ def create_organisation(
         made = organisations.create(ctx, slug=entered.slug, name=entered.name, actor=session.user, client=client)
     except (InvalidInput, OrganisationExists) as exc:
         failure = problem(exc, session.user.username)
-        return _console_page(request, ctx, session, managed, status=status_for(exc), entered=entered, failure=failure)
+        return console_page(request, ctx, session, managed, status=status_for(exc), entered=entered, failure=failure)
     return redirect(org_path(made.slug), "organisation_created")

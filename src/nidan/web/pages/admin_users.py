@@ -222,6 +222,7 @@ def user_page(request: Request, username: Username, ctx: Services, session: Page
         seen=seen,
         subject=seen.user,
         instance_admin_subject=is_instance_admin(seen.user),
+        instance_admin_actor=is_instance_admin(session.user),
         is_self=seen.user.id == session.user.id,
         offered=offered(ACTIONS.values(), actor=session.user, subject=seen.user),
         observations=[(o, describe_offset(o)) for o in seen.security.clock_observations],

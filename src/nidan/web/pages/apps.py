@@ -18,6 +18,7 @@ from nidan.services import applications, signin
 from nidan.services.context import ServiceContext
 from nidan.texts import _
 from nidan.web.deps import Client, Services
+from nidan.web.links import public_base
 from nidan.web.pages.cookies import PageSession
 from nidan.web.pages.csrf import CheckedForm, field
 from nidan.web.pages.rendering import SupportDetails, problem, redirect, render
@@ -41,17 +42,6 @@ def _admin_gate(request: Request, ctx: ServiceContext, session: signin.CurrentSe
     """Administrators only (else the 403 page), then "Confirm it's you" when the verification is old."""
     _require_admin(session)
     return confirm_if_needed(request, ctx, session, PAGE)
-
-
-def public_base(request: Request) -> str:
-    """Where relying applications reach nidan: the configured public address, else the one this browser used.
-
-    The fallback comes from the request's Host, shown only to the administrator whose browser sent it, in an answer
-    no cache keeps (no-store): a forged Host can only mislead its own sender. Redirects never use it."""
-    settings = getattr(request.app.state, "settings", None)
-    public_url = settings.server.public_url if settings is not None else None
-    base = public_url if isinstance(public_url, str) and public_url else str(request.base_url)
-    return base.rstrip("/")
 
 
 def _apps_page(

@@ -1,4 +1,9 @@
-"""The signed-in person's security log: what happened to their account, when, and from where."""
+"""The signed-in person's security log: what happened to their account, when, and from where.
+
+Everything in it is said in words in the reader's language: the event, its details (never a raw key), the device
+(``Chrome on Windows``, ``nidan command line``; the User-Agent itself only in the cell's title) and every time in
+the reader's time zone.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from nidan.core import user_agents
 from nidan.core.audit import AuditRecord, Detail, EventType
 from nidan.core.models import User
 from nidan.services import audit
 from nidan.texts import Text, _, ngettext
+from nidan.web import i18n
 from nidan.web.deps import Services
 from nidan.web.i18n import LANGUAGE_NAMES
 from nidan.web.pages.cookies import PageSession
@@ -42,6 +49,7 @@ LABELS: dict[str, Text] = {
     EventType.USER_CREATED: _("Account created"),
     EventType.USER_DISABLED: _("Account disabled by an administrator"),
     EventType.USER_ENABLED: _("Account enabled again by an administrator"),
+    EventType.USER_DELETED: _("Account deleted by an administrator"),
     EventType.USER_PASSWORD_SET: _("Password changed"),
     EventType.SETUP_COMPLETED: _("First-time setup completed"),
     EventType.TOKEN_CREATED: _("Access token or app password created"),
@@ -63,6 +71,8 @@ LABELS: dict[str, Text] = {
     EventType.MEMBER_REMOVED: _("Removed from an organisation"),
     EventType.ADMIN_RECOVERED: _("Administrator access recovered on the server"),
     EventType.RECOVERY_LINK_USED: _("Recovery link used"),
+    EventType.PASSWORD_LINK_ISSUED: _("Link to set a password made by an administrator"),
+    EventType.PASSWORD_LINK_USED: _("Password set with a one-time link"),
     EventType.DEFAULT_METHOD_CHANGED: _("Default verification method changed"),
     EventType.PREFERENCES_CHANGED: _("Language or time zone changed"),
     EventType.PASSWORD_CHANGED: _("Password changed"),
@@ -123,6 +133,53 @@ _KINDS: dict[str, Text] = {
     "personal_access_token": _("personal access token"),
     "app_password": _("app password"),
 }
+#: An organisation's two-step policy (``from`` and ``to`` of a policy change), named as the admin console names it.
+_POLICIES: dict[str, Text] = {
+    "optional": _("Optional"),
+    "required_for_admins": _("Required for administrators"),
+    "required_for_all": _("Required for everyone"),
+}
+_ROLE_NAMES: dict[str, Text] = {
+    "owner": _("Owner"),
+    "admin": _("Admin"),
+    "user_admin": _("User admin"),
+    "member": _("Member"),
+}
+#: The methods an organisation allows (``allowed_methods``).
+_METHOD_NAMES: dict[str, Text] = {
+    "totp": _("authenticator app"),
+    "recovery_code": _("recovery codes"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Moment:
+    """A stored time inside a sentence: shown in the reader's language and time zone when the page is rendered."""
+
+    value: datetime
+
+    def __str__(self) -> str:
+        return i18n.moment(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """Words to list inside a sentence, each in the reader's language when the page is rendered."""
+
+    items: tuple[Text, ...]
+
+    def __str__(self) -> str:
+        said = i18n.current()
+        return said.gettext(", ").join(item.render(said) for item in self.items)
+
+
+def _moment(value: str) -> _Moment | str:
+    """A time the log stored as ISO 8601 text, to show in the reader's zone (as it is when it is not one)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return _Moment(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +192,9 @@ class EventRow:
     by: Text | None
     facts: tuple[Text, ...]
     ip: str
-    device: str
+    #: What sent the request, in words (``None``: nothing was sent); the User-Agent itself is for the cell's title.
+    device: Text | None
+    user_agent: str
     correlation_id: str
 
 
@@ -233,6 +292,12 @@ def _fact(event_type: str, key: str, value: Detail, details: Mapping[str, Detail
             return _("with a token")
         case "via" if value == "unenroll":
             return _("through the unenroll API")
+        case "via" if value == "password_link":
+            return _("its owner sets the password with a one-time link")
+        case "link_valid_hours" if isinstance(value, int):
+            return ngettext("the link works for %(n)d hour", "the link works for %(n)d hours", n)
+        case "memberships_removed":
+            return ngettext("%(n)d organisation membership removed", "%(n)d organisation memberships removed", n)
         case "reason" if event_type in _REASONS_FROM_NIDAN and str(value) in _REASONS:
             return _REASONS[str(value)]
         case "reason":
@@ -245,18 +310,52 @@ def _fact(event_type: str, key: str, value: Detail, details: Mapping[str, Detail
             return _("app: %(app)s", app=value)
         case "organisation":
             return _("organisation: %(organisation)s", organisation=value)
-        case "from":
-            return _("from: %(value)s", value=value)
-        case "to":
-            return _("to: %(value)s", value=value)
         case "locale":
             return _("language: %(language)s", language=LANGUAGE_NAMES.get(str(value), value))
         case "time_zone":
             return _("time zone: %(zone)s", zone=value)
         case "rotated_at" if isinstance(value, str):
-            return _("its token was renewed at %(time)s UTC", time=value[:19].replace("T", " "))
+            return _("its token was renewed at %(time)s", time=_moment(value))
         case "two_factor_due" if isinstance(value, str):
-            return _("two-step verification due by %(time)s UTC", time=value[:16].replace("T", " "))
+            return _("two-step verification due by %(time)s", time=_moment(value))
+    return _policy_fact(event_type, key, value)
+
+
+def _policy_fact(event_type: str, key: str, value: Detail) -> Text | None:
+    """The details of organisations, their policies and roles, and of sessions, in words."""
+    n = _number(value)
+    match key:
+        case "from" | "to" if event_type == EventType.ORGANISATION_POLICY_CHANGED and str(value) in _POLICIES:
+            policy = _POLICIES[str(value)]
+            return _("was: %(policy)s", policy=policy) if key == "from" else _("now: %(policy)s", policy=policy)
+        case "from" if event_type == EventType.MEMBER_CHANGED and str(value) in _ROLE_NAMES:
+            return _("previous role: %(role)s", role=_ROLE_NAMES[str(value)])
+        case "grace_period_days" if isinstance(value, int):
+            return ngettext("grace period: %(n)d day", "grace period: %(n)d days", n)
+        case "allowed_methods" if isinstance(value, str):
+            names = tuple(_METHOD_NAMES.get(m) or Text(m) for m in value.split())
+            return _("methods allowed: %(methods)s", methods=_Listing(names))
+        case "tolerated_failures" if value is None:
+            return _("failures tolerated: the instance's setting")
+        case "tolerated_failures" if isinstance(value, int):
+            return ngettext("%(n)d failure tolerated before a block", "%(n)d failures tolerated before a block", n)
+        case "remember_device_days" if value is None:
+            return _("browsers remembered: the instance's setting")
+        case "remember_device_days" if value == 0:
+            return _("browsers are not remembered")
+        case "remember_device_days" if isinstance(value, int):
+            return ngettext("browsers remembered for %(n)d day", "browsers remembered for %(n)d days", n)
+        case "tokens_revoked":
+            return ngettext("%(n)d token revoked", "%(n)d tokens revoked", n)
+        case "session_id":
+            return _("session id: %(id)s", id=value)
+        case "current":
+            return _("the session in use") if value else None
+        case "from":
+            return _("from: %(value)s", value=value)
+        case "to":
+            return _("to: %(value)s", value=value)
+    return _("%(detail)s: %(value)s", detail=key.replace("_", " "), value=value)
     return _("%(detail)s: %(value)s", detail=key.replace("_", " "), value=value)
 
 
@@ -276,7 +375,8 @@ def event_row(item: AuditRecord, viewer: User) -> EventRow:
         by=_by(item, viewer),
         facts=_facts(item),
         ip=item.event.client_ip or "—",
-        device=item.event.user_agent or "—",
+        device=user_agents.device(item.event.user_agent) if item.event.user_agent else None,
+        user_agent=item.event.user_agent or "",
         correlation_id=item.event.correlation_id or "—",
     )
 

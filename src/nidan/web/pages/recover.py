@@ -27,6 +27,7 @@ def recover_page(request: Request, ctx: Services, token: str = "") -> Response:
 @router.post("/recover")
 def redeem(request: Request, form: CheckedForm, ctx: Services, client: Client) -> Response:
     started = break_glass.redeem(ctx, token=field(form, "token", 256), client=client)
-    response = redirect("/security/setup")
+    # The setup page says how this sign-in began: with the link, not with a password.
+    response = redirect("/security/setup?via=recovery_link")
     cookies.set_session(request, response, ctx, started.setup_token)
     return response

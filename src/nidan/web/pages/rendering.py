@@ -13,11 +13,13 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from nidan import __version__
+from nidan.core.organisations import DEFAULT_SLUG, Organisation
 from nidan.errors import NidanError
 from nidan.services.context import ServiceContext
 from nidan.texts import Text, _, joined
 from nidan.web import i18n
 from nidan.web.correlation import current_correlation_id
+from nidan.web.deps import speaking_to
 from nidan.web.pages import cookies, csrf
 
 if TYPE_CHECKING:
@@ -73,6 +75,14 @@ NOTICES: dict[str, Text] = {
         "and its remembered browsers forgotten. It cannot sign in until it is enabled again."
     ),
     "user_enabled": _("The account was enabled again: it can sign in. Its revoked tokens stay revoked."),
+    "user_deleted": _(
+        "The account was deleted with everything it held: its sessions, tokens, app passwords and remembered "
+        "browsers no longer work. The audit log keeps its events."
+    ),
+    "password_set": _(
+        "Your password is set and you are signed in. Now set up two-step verification: it keeps your account safe "
+        "even if someone learns your password."
+    ),
     "organisation_created": _("The organisation was created, with you as its owner."),
     "policy_changed": _("The two-step policy was changed. It applies from each member's next sign-in."),
     "member_added": _("The member was added."),
@@ -108,6 +118,17 @@ def _exactly(value: datetime | None) -> str:
 def _day(value: datetime | None) -> str:
     """The day of a stored time, in the person's time zone."""
     return i18n.current().text(NEVER) if value is None else i18n.day(value)
+
+
+#: The organisation every instance starts with. Its stored name is the first migration's English: pages say it in the
+#: reader's language for as long as it keeps that name.
+DEFAULT_ORGANISATION = _("Default organisation")
+
+
+def _organisation_name(organisation: Organisation) -> str:
+    if organisation.slug == DEFAULT_SLUG and organisation.name == DEFAULT_ORGANISATION.msgid:
+        return i18n.current().text(DEFAULT_ORGANISATION)
+    return organisation.name
 
 
 def _said(value: str | Text | tuple[Text, ...]) -> str:
@@ -147,6 +168,7 @@ def environment() -> Environment:
     env.filters["day"] = _at_render_time(_day)
     env.filters["exactly"] = _at_render_time(_exactly)
     env.filters["said"] = _at_render_time(_said)
+    env.filters["organisation_name"] = _at_render_time(_organisation_name)
     # {% trans %} and _() in the templates speak the catalog of the page being rendered (i18n.rendering_in).
     env.add_extension("jinja2.ext.i18n")
     env.policies["ext.i18n.trimmed"] = True  # a msgid is the sentence, not the template's line breaks
@@ -239,8 +261,13 @@ def redirect(path: str, notice: str | None = None) -> RedirectResponse:
     return response
 
 
-def render_error_page(request: Request, status: int, code: str, message: str) -> Response:
-    """The HTML face of every error on a page path; 'not signed in' sends the person to the sign-in page."""
+#: The error page's heading where it can say more than the template's "Something went wrong".
+ERROR_HEADINGS: dict[int, Text] = {404: _("Page not found")}
+
+
+def render_error_page(request: Request, status: int, code: str, message: tuple[Text, ...]) -> Response:
+    """The HTML face of every error on a page path, in the reader's language (the signed-in person's choice when
+    the cookie names a session); 'not signed in' sends the person to the sign-in page."""
     if status == 401 and code == "authentication_required":
         response: Response = redirect("/login", "signin_required")
         if cookies.session_from_cookie(request) is not None:
@@ -250,17 +277,22 @@ def render_error_page(request: Request, status: int, code: str, message: str) ->
         return redirect("/security/setup")
     ctx = services_of(request)
     current = cookies.signed_in_user(request, ctx)
-    username = current.user.username if current else None
+    username = None
+    if current is not None:
+        username = current.user.username
+        speaking_to(request, current)
     details = support_details(code, message, username)
     try:
-        return render(request, "error.html", status=status, username=username, problem=details)
+        heading = ERROR_HEADINGS.get(status)
+        return render(request, "error.html", status=status, username=username, problem=details, heading=heading)
     except Exception:  # the error page itself failed: say the essentials without the template
         log.exception("error page failed to render")
+        language = i18n.catalog_for(request)
         lines = (
             _("Error code: %(code)s", code=code),
             _("Correlation id: %(correlation_id)s", correlation_id=details.correlation_id),
             _("Time: %(timestamp)s", timestamp=details.timestamp),
         )
-        details_text = joined(lines, i18n.catalog_for(request), separator="\n")
-        text = f"{message}\n\n{details_text}\n"
+        details_text = joined(lines, language, separator="\n")
+        text = f"{language.text(*message)}\n\n{details_text}\n"
         return secure_headers(Response(text, status_code=status, media_type="text/plain; charset=utf-8"))

@@ -11,7 +11,7 @@ import re
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from nidan.core.models import ClockObservation, Method, User
 from nidan.core.roles import is_instance_admin
@@ -31,6 +31,9 @@ from nidan.web.qr import qr_svg
 router = APIRouter(include_in_schema=False)
 
 DeviceId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+#: The pages that ask for an action the security page's buttons post at once: "Confirm it's you" returns there.
+CHANGE_APP_PAGE = "/security/totp/change"
+RECOVERY_CODES_PAGE = "/security/recovery-codes"
 
 
 def group_key(secret: str, size: int = 4) -> str:
@@ -96,17 +99,30 @@ def _enrolment_page(request: Request, ctx: Services, user: User, *, replacing: b
     )
 
 
+#: How an enrolment-only sign-in began, when it was not with the password (``?via=``, set by the page that sent the
+#: person here): the setup page then does not say "your password was right".
+SETUP_VIA_RECOVERY_LINK = "recovery_link"
+
+
 @router.get("/security/setup")
-def setup_required_page(request: Request, ctx: Services, session: EnrollingPageSession) -> Response:
+def setup_required_page(
+    request: Request,
+    ctx: Services,
+    session: EnrollingPageSession,
+    via: Annotated[str, Query(max_length=32)] = "",
+) -> Response:
     """Where a sign-in that must set up 2FA first lands: why, and the one thing to do."""
     if not session.enrolment_only:
         return redirect("/security")
     state = enrollment.security_state(ctx, session.user.id)
+    # Only the wording depends on ``via``: the recovery link resets 2FA and asks for it again, so that is checked.
+    recovery_link = via == SETUP_VIA_RECOVERY_LINK and state.registration_required
     return render(
         request,
         "setup_required.html",
         username=session.user.username,
         by_administrator=state.registration_required,
+        by_recovery_link=recovery_link,
     )
 
 
@@ -115,9 +131,20 @@ def start_totp(request: Request, form: CheckedForm, ctx: Services, session: Enro
     replacing = enrollment.security_state(ctx, session.user.id).totp_enabled
     # Changing an authenticator that is on is sensitive; the first set-up right after sign-in is not, and neither
     # is the setup an enrolment-only sign-in was just sent to.
-    if replacing and not session.enrolment_only and (ask := confirm_if_needed(request, ctx, session, "/security")):
+    if replacing and not session.enrolment_only and (ask := confirm_if_needed(request, ctx, session, CHANGE_APP_PAGE)):
         return ask
     return _enrolment_page(request, ctx, session.user, replacing=replacing)
+
+
+@router.get(CHANGE_APP_PAGE)
+def change_app_page(request: Request, ctx: Services, session: PageSession) -> Response:
+    """What changing the authenticator app does, with the button that starts it: where "Confirm it's you" returns
+    to after the security page's button asked for it (a POST is never replayed)."""
+    if not enrollment.security_state(ctx, session.user.id).totp_enabled:
+        return redirect("/security")
+    if ask := confirm_if_needed(request, ctx, session, CHANGE_APP_PAGE):
+        return ask
+    return render(request, "totp_change.html", username=session.user.username)
 
 
 @router.post("/security/totp/activate")
@@ -136,6 +163,7 @@ def activate_totp(
             username=user.username,
             problem=problem(exc, user.username),
             can_retry=isinstance(exc, InvalidCode),
+            replacing=enrollment.security_state(ctx, user.id).totp_enabled,
         )
     full_session = None
     if session.enrolment_only:
@@ -153,11 +181,21 @@ def activate_totp(
     return response
 
 
-@router.post("/security/recovery-codes")
+@router.get(RECOVERY_CODES_PAGE)
+def regenerate_confirm_page(request: Request, ctx: Services, session: PageSession) -> Response:
+    """What a new set of recovery codes does, with the button that makes it (where "Confirm it's you" returns to)."""
+    if not enrollment.security_state(ctx, session.user.id).totp_enabled:
+        return redirect("/security")
+    if ask := confirm_if_needed(request, ctx, session, RECOVERY_CODES_PAGE):
+        return ask
+    return render(request, "security_recovery_codes.html", username=session.user.username)
+
+
+@router.post(RECOVERY_CODES_PAGE)
 def regenerate_recovery_codes(
     request: Request, form: CheckedForm, ctx: Services, session: PageSession, client: Client
 ) -> Response:
-    if ask := confirm_if_needed(request, ctx, session, "/security"):
+    if ask := confirm_if_needed(request, ctx, session, RECOVERY_CODES_PAGE):
         return ask
     codes = enrollment.regenerate_recovery_codes(ctx, session.user, client=client)
     return _codes_page(request, ctx, session.user, codes, first_time=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from nidan.core.passwords import MIN_LENGTH
 from nidan.core.usernames import normalised_username
 from nidan.errors import InvalidInput
 from nidan.services import setup, signin
@@ -21,7 +22,7 @@ router = APIRouter(include_in_schema=False)
 def setup_page(request: Request, ctx: Services, token: str = "") -> Response:
     setup.check_setup_token(ctx, token)
     # The token rides on in a hidden field, never in the form's address; Referrer-Policy keeps it off other sites.
-    return render(request, "setup.html", token=token, entered_username="", entered_email="")
+    return render(request, "setup.html", token=token, entered_username="", entered_email="", min_length=MIN_LENGTH)
 
 
 @router.post("/setup")
@@ -43,6 +44,7 @@ def complete_setup(request: Request, form: CheckedForm, ctx: Services, client: C
             token=token,
             entered_username=username,
             entered_email=email,
+            min_length=MIN_LENGTH,
         )
     result = signin.login(ctx, username=user.username, password=password, client=client)
     if not isinstance(result, signin.Authenticated):  # a brand-new account has no second factor yet

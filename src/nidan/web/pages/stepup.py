@@ -3,10 +3,14 @@
 A sensitive action (turning 2FA off, changing the authenticator, regenerating recovery codes, creating an access
 token or app password, anything on the administrators' pages) on a session that has not verified within the step-up
 window answers with the confirmation form in place of the action. The form posts to ``/security/reauth`` with a
-``next`` field; after a good code the browser gets a new session cookie and a 303 back to the action's page.
-``next`` is looked up in a fixed table of local pages (and the admin console's pages about one user or
-organisation, named by username key or slug): anything else (another site, ``//host``, a path not in the
-table) goes to ``/security``, so the form can never be turned into an open redirect.
+``next`` field; after a good code the browser gets a new session cookie and a 303 back to the action's page: the
+page itself for an action asked for with GET, and for a POST the page that asks for it (``/security/totp/change``,
+``/security/recovery-codes``, an administrator's confirmation page). A POST is never replayed: the person presses
+its button again, on a page that says what it does.
+
+``next`` must be a plain local path under ``/security`` or ``/admin`` (``safe_next``): no scheme, no host, no
+``//``, no backslash, no dot segment, no query, no percent-encoding. Anything else goes to ``/security``, so the
+form can never be turned into an open redirect.
 """
 
 from __future__ import annotations
@@ -40,26 +44,32 @@ from nidan.web.problems import error_headers, status_for
 router = APIRouter(include_in_schema=False)
 
 DEFAULT_NEXT = "/security"
-#: The only places a confirmation returns to: pages a person asks for with GET, where they finish their action.
-ALLOWED_NEXT = frozenset(
-    {"/security", "/security/totp/disable", "/security/tokens", "/security/password", "/admin/apps", "/admin"}
-)
-#: The admin console's pages about one user or organisation, by their (lower-case ASCII) username key or slug.
-_NAME = r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?"
-ALLOWED_NEXT_PATTERN = re.compile(
-    rf"/admin/(?:users/{_NAME}(?:/(?:reset|require-registration|revoke-tokens|clear-blocks))?"
-    rf"|orgs/{_NAME}(?:/members/{_NAME}/remove)?)"
-)
+#: Where a confirmation may return to: a page of the person's own security settings or of the admin console (every
+#: sensitive action has one, asked for with GET). Segments are unreserved URL characters and never start with a dot.
+_LOCAL_PAGE = re.compile(r"/(?:security|admin)(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*")
+#: The longest ``next`` looked at (as the form's field).
+MAX_NEXT_LENGTH = 256
 #: Longer passwords are not looked at (as at sign-in).
 MAX_PASSWORD_LENGTH = 1024
 PROMPT = _("For your security, confirm it's you before changing your security settings.")
 
 
 def safe_next(value: str | None) -> str:
-    """``value`` if it is one of the allowed local pages, else the security page."""
-    if value is not None and (value in ALLOWED_NEXT or ALLOWED_NEXT_PATTERN.fullmatch(value)):
+    """``value`` if it is a local page a confirmation may return to (see the module's docstring), else the
+    security page."""
+    if (
+        value is not None
+        and len(value) <= MAX_NEXT_LENGTH
+        and _LOCAL_PAGE.fullmatch(value)
+        and value != "/security/reauth"
+    ):
         return value
     return DEFAULT_NEXT
+
+
+def cancel_path(next_path: str) -> str:
+    """Where "Cancel" goes: the admin console for its own actions, else the security page."""
+    return "/admin" if next_path.startswith("/admin") else DEFAULT_NEXT
 
 
 def confirm_page(
@@ -97,6 +107,7 @@ def confirm_page(
         option_href=option_href,
         retry_after=retry_after,
         next_path=next_path,
+        cancel_path=cancel_path(next_path),
         window_minutes=max(1, int(ctx.step_up_window.total_seconds() // 60)),
     )
     response.headers.update(headers or {})
@@ -122,7 +133,7 @@ def reauth_page(
     request: Request,
     ctx: Services,
     session: PageSession,
-    next_path: Annotated[str, Query(alias="next", max_length=256)] = DEFAULT_NEXT,
+    next_path: Annotated[str, Query(alias="next", max_length=MAX_NEXT_LENGTH)] = DEFAULT_NEXT,
     method: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
     target = safe_next(next_path)
@@ -135,7 +146,7 @@ def reauth_page(
 
 @router.post("/security/reauth")
 def reauth(request: Request, form: CheckedForm, ctx: Services, session: PageSession, client: Client) -> Response:
-    target = safe_next(field(form, "next", 256))
+    target = safe_next(field(form, "next", MAX_NEXT_LENGTH))
     token = cookies.session_from_cookie(request)
     assert token is not None  # PageSession found it
     chosen = field(form, "method", 32)

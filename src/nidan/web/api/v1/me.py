@@ -151,8 +151,8 @@ def set_preferences(body: PreferencesRequest, ctx: Services, session: SignedIn, 
     summary="Change your password",
     description="Needs a recent verification (403 `reauthentication_required`). A wrong `current_password` is 401 "
     "`invalid_credentials` and counts towards the backoff of your second step (429 while blocked); a new password "
-    "that is too short or the same is 422 `weak_password`. Every other session ends and every remembered browser is "
-    "forgotten; this session stays.",
+    "that is too short, too common, contains your username or is the current one is 422 `weak_password`. Every "
+    "other session ends and every remembered browser is forgotten; this session stays.",
 )
 def change_password(
     body: PasswordChangeRequest, ctx: Services, session: RecentlyVerified, client: Client

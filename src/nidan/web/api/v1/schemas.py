@@ -252,7 +252,8 @@ class PasswordChangeRequest(_Request):
     new_password: str = Field(
         min_length=MIN_LENGTH,
         max_length=1024,
-        description=f"At least {MIN_LENGTH} characters, any characters; not the current one (422 `weak_password`).",
+        description=f"At least {MIN_LENGTH} characters, any characters; not a common password, not containing your "
+        "username, not the current one (422 `weak_password`).",
     )
 
 
