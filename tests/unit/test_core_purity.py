@@ -6,6 +6,7 @@ core uses would pull in, which the contracts cannot see."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -75,3 +76,17 @@ def test_offender_check_recognises_forbidden_modules() -> None:
         "nidan.services.totp",
     ]
     assert _offenders(["nidan.core.totp", "nidan.webauthn_helpers", "starlette_like", "json"]) == []
+
+
+def test_core_never_sleeps() -> None:
+    # Waiting belongs to the faces and services (an event loop awaits, a CLI thread sleeps): a core function that
+    # slept would hold whichever of them called it, the event loop included.
+    core = Path(__file__).resolve().parents[2] / "src" / "nidan" / "core"
+    sleepers = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted(core.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute | ast.Name)
+        and (getattr(node, "attr", None) or getattr(node, "id", "")) == "sleep"
+    ]
+    assert sleepers == []

@@ -19,10 +19,10 @@ from nidan.core.passwords import (
     VerifyPassword,
     common_passwords,
     password_problem,
-    run_now,
     unmatchable_hash,
 )
 from nidan.core.recovery import HashParameters
+from nidan.services.password_steps import run_now
 from tests.passwords_support import DUMMY_PASSWORD, FAST, steps_of_a_login
 
 

@@ -6,7 +6,6 @@ its argon2 buffer) is infrastructure, in ``nidan.adapters.password_hashing``."""
 from __future__ import annotations
 
 import base64
-import time
 import unicodedata
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
@@ -64,7 +63,8 @@ class Pause:
 
 
 #: A use case that needs a password checked or hashed on the way: it yields the work and is sent the answer.
-#: ``run_now`` drives one in the caller's thread; a face with an event loop can await each answer instead.
+#: ``services.password_steps.run_now`` drives one in the caller's thread; a face with an event loop can await
+#: each answer instead.
 PasswordSteps = Generator[PasswordWork | Pause, bool | str, T]
 
 
@@ -131,21 +131,6 @@ class PasswordHashing:
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)
-
-
-def run_now(hashing: PasswordHashing, steps: PasswordSteps[T]) -> T:
-    """Drive ``steps`` in this thread: each password's work is done (waiting for a hashing thread) and answered."""
-    try:
-        work = next(steps)
-        while True:
-            if isinstance(work, Pause):
-                time.sleep(work.seconds)
-                work = steps.send(True)
-            else:
-                work = steps.send(hashing.do(work))
-    except StopIteration as done:
-        result: T = done.value
-        return result
 
 
 def unmatchable_hash(params: HashParameters) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from nidan.core.audit import Detail, EventType
 from nidan.core.models import ClientInfo, Method, MfaChallenge, User
-from nidan.core.passwords import HashPassword, PasswordSteps, VerifyPassword, run_now
+from nidan.core.passwords import HashPassword, PasswordSteps, VerifyPassword
 from nidan.core.policy import Enrolment, enrolment
 from nidan.core.ports import UnitOfWork
 from nidan.core.second_step import FactorCheck, Option, Purpose
@@ -24,6 +24,7 @@ from nidan.errors import (
 )
 from nidan.services import audit, devices, organisations, second_step, throttling
 from nidan.services.context import ServiceContext
+from nidan.services.password_steps import run_now
 
 SESSION_PREFIX = "nidan_s_"
 #: A sign-in that must set up 2FA before anything else: the token allows only that (and signing out).
